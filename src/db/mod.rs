@@ -1,0 +1,65 @@
+//! Postgres access: every query the pipeline runs lives in this module's children.
+//!
+//! Functions take a `&mut PgConnection` so that callers can run them inside the one transaction a
+//! stage uses for a delivery.
+
+pub mod confirmations;
+pub mod inbox;
+pub mod orders;
+pub mod outbox;
+pub mod records;
+pub mod review;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+
+use crate::settings::DatabaseSettings;
+
+/// Connects a pool to the configured database.
+pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = settings
+        .url
+        .expose()
+        .parse()
+        .with_context(|| format!("parsing database.url {}", settings.url))?;
+    PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .with_context(|| format!("connecting to {}", settings.url))
+}
+
+/// Creates the configured database if it does not exist yet.
+pub async fn create_if_missing(settings: &DatabaseSettings) -> anyhow::Result<()> {
+    let url = settings.url.expose();
+    let exists = Postgres::database_exists(url)
+        .await
+        .with_context(|| format!("checking whether {} exists", settings.url))?;
+    if !exists {
+        tracing::info!(database = %settings.url, "creating database");
+        Postgres::create_database(url)
+            .await
+            .with_context(|| format!("creating {}", settings.url))?;
+    }
+    Ok(())
+}
+
+/// Applies the migrations built into the binary.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::migrate!("./migrations")
+        .run(pool)
+        .await
+        .context("applying migrations")
+}
+
+/// Drops a database, closing any connections to it. For tests and tooling.
+pub async fn drop_database(settings: &DatabaseSettings) -> anyhow::Result<()> {
+    Postgres::force_drop_database(settings.url.expose())
+        .await
+        .with_context(|| format!("dropping {}", settings.url))
+}

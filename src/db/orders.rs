@@ -1,0 +1,86 @@
+//! Orders and their state.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, Row};
+
+use crate::domain::{Order, OrderState};
+
+/// An order as stored, with where it is in the pipeline.
+#[derive(Debug, Clone)]
+pub struct StoredOrder {
+    /// The order's current state.
+    pub state: OrderState,
+    /// The order as placed or last amended.
+    pub order: Order,
+    /// When the row was last changed (UTC).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Serialises all work on one order until the transaction ends, even before the order exists.
+pub async fn lock(conn: &mut PgConnection, order_id: &str) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(order_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Inserts a newly placed order. Returns false if an order with that id already exists.
+pub async fn insert_placed(conn: &mut PgConnection, order: &Order) -> sqlx::Result<bool> {
+    let total = order.total_minor().unwrap_or(i64::MAX);
+    let inserted = sqlx::query(
+        "INSERT INTO orders (order_id, state, version, customer_id, currency, total_minor, body)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(order.order_id.as_str())
+    .bind(OrderState::Placed.as_str())
+    .bind(i32::try_from(order.version).unwrap_or(i32::MAX))
+    .bind(&order.customer_id)
+    .bind(order.currency.as_str())
+    .bind(total)
+    .bind(sqlx::types::Json(order))
+    .execute(conn)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// Loads an order.
+pub async fn find(conn: &mut PgConnection, order_id: &str) -> anyhow::Result<Option<StoredOrder>> {
+    let row = sqlx::query("SELECT state, body, updated_at FROM orders WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_optional(conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let state: String = row.try_get("state")?;
+    let body: sqlx::types::Json<Order> = row.try_get("body")?;
+    Ok(Some(StoredOrder {
+        state: state.parse()?,
+        order: body.0,
+        updated_at: row.try_get("updated_at")?,
+    }))
+}
+
+/// Moves an order from `from` to `to`. Returns false if it was not in `from`.
+pub async fn set_state(
+    conn: &mut PgConnection,
+    order_id: &str,
+    from: OrderState,
+    to: OrderState,
+) -> sqlx::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE orders SET state = $3, updated_at = now() WHERE order_id = $1 AND state = $2",
+    )
+    .bind(order_id)
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .execute(conn)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Counts orders in each state, for status reports and tests.
+pub async fn count_by_state(conn: &mut PgConnection) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as("SELECT state, count(*) FROM orders GROUP BY state ORDER BY state")
+        .fetch_all(conn)
+        .await
+}

@@ -1,0 +1,90 @@
+//! The outbox: events written with the effect that caused them, published after commit.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use crate::envelope::WireEvent;
+
+/// Who published an outbox row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publisher {
+    /// The stage that wrote the row, right after its commit.
+    Handler,
+    /// The relay, because the stage did not (it crashed, or the broker was away).
+    Relay,
+}
+
+impl Publisher {
+    fn as_str(self) -> &'static str {
+        match self {
+            Publisher::Handler => "handler",
+            Publisher::Relay => "relay",
+        }
+    }
+}
+
+/// Adds an event to the outbox and returns its row id.
+pub async fn insert(conn: &mut PgConnection, event: &WireEvent) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO outbox (event_id, order_id, routing_key, event_type, body, event_time, traceparent)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(event.event_id)
+    .bind(&event.order_id)
+    .bind(&event.routing_key)
+    .bind(&event.event_type)
+    .bind(&event.body)
+    .bind(event.time)
+    .bind(&event.traceparent)
+    .fetch_one(conn)
+    .await
+}
+
+/// Marks rows as published.
+pub async fn mark_sent(
+    conn: &mut PgConnection,
+    ids: &[i64],
+    by: Publisher,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE outbox SET sent_at = now(), sent_by = $2 WHERE id = ANY($1) AND sent_at IS NULL",
+    )
+    .bind(ids)
+    .bind(by.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Locks up to `limit` unsent rows older than `older_than`, skipping rows another relay holds.
+/// Call inside a transaction; the locks last until it ends.
+pub async fn claim_unsent(
+    conn: &mut PgConnection,
+    older_than: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<Vec<(i64, WireEvent)>> {
+    let rows = sqlx::query(
+        "SELECT id, event_id, order_id, routing_key, event_type, body, event_time, traceparent
+         FROM outbox WHERE sent_at IS NULL AND created_at < $1
+         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(older_than)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let event = WireEvent {
+                event_id: row.try_get::<Uuid, _>("event_id")?,
+                order_id: row.try_get("order_id")?,
+                routing_key: row.try_get("routing_key")?,
+                event_type: row.try_get("event_type")?,
+                time: row.try_get("event_time")?,
+                traceparent: row.try_get("traceparent")?,
+                body: row.try_get("body")?,
+            };
+            Ok((row.try_get("id")?, event))
+        })
+        .collect()
+}

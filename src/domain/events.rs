@@ -1,0 +1,326 @@
+//! The events the pipeline consumes and emits: one payload type per event type.
+//!
+//! Each event type has a routing key (`order.placed`) used on the exchange and a versioned
+//! CloudEvents type (`fulfilment.order.placed.v1`) carried in the envelope.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::order::{Currency, Order, OrderId};
+
+/// Every event type the pipeline knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    /// A new order from a front end or contact-centre tool.
+    OrderPlaced,
+    /// A changed order with a higher version.
+    OrderAmended,
+    /// The order matches the internal records.
+    OrderVerified,
+    /// Goods allocated and prepared (or a service slot booked).
+    GoodsPrepared,
+    /// Handover documents produced.
+    DocumentsGenerated,
+    /// Handed over: the dispatch event warehouse systems follow.
+    OrderHandedOver,
+    /// What the customer said about the order.
+    CustomerConfirmation,
+    /// The customer accepted the order.
+    OrderCustomerConfirmed,
+    /// Revenue recognised for the order.
+    RevenueRecognised,
+    /// A case opened on the human-review queue.
+    ReviewCaseOpened,
+}
+
+impl EventType {
+    /// Every event type.
+    pub const ALL: [EventType; 10] = [
+        EventType::OrderPlaced,
+        EventType::OrderAmended,
+        EventType::OrderVerified,
+        EventType::GoodsPrepared,
+        EventType::DocumentsGenerated,
+        EventType::OrderHandedOver,
+        EventType::CustomerConfirmation,
+        EventType::OrderCustomerConfirmed,
+        EventType::RevenueRecognised,
+        EventType::ReviewCaseOpened,
+    ];
+
+    /// The routing key the event is published with.
+    pub fn routing_key(self) -> &'static str {
+        match self {
+            EventType::OrderPlaced => "order.placed",
+            EventType::OrderAmended => "order.amended",
+            EventType::OrderVerified => "order.verified",
+            EventType::GoodsPrepared => "goods.prepared",
+            EventType::DocumentsGenerated => "documents.generated",
+            EventType::OrderHandedOver => "order.handed_over",
+            EventType::CustomerConfirmation => "customer.confirmation",
+            EventType::OrderCustomerConfirmed => "order.customer_confirmed",
+            EventType::RevenueRecognised => "revenue.recognised",
+            EventType::ReviewCaseOpened => "review.case_opened",
+        }
+    }
+
+    /// The CloudEvents `type` attribute: `fulfilment.<routing key>.v1`.
+    pub fn cloudevents_type(self) -> &'static str {
+        match self {
+            EventType::OrderPlaced => "fulfilment.order.placed.v1",
+            EventType::OrderAmended => "fulfilment.order.amended.v1",
+            EventType::OrderVerified => "fulfilment.order.verified.v1",
+            EventType::GoodsPrepared => "fulfilment.goods.prepared.v1",
+            EventType::DocumentsGenerated => "fulfilment.documents.generated.v1",
+            EventType::OrderHandedOver => "fulfilment.order.handed_over.v1",
+            EventType::CustomerConfirmation => "fulfilment.customer.confirmation.v1",
+            EventType::OrderCustomerConfirmed => "fulfilment.order.customer_confirmed.v1",
+            EventType::RevenueRecognised => "fulfilment.revenue.recognised.v1",
+            EventType::ReviewCaseOpened => "fulfilment.review.case_opened.v1",
+        }
+    }
+
+    /// Finds the event type for a CloudEvents `type` attribute.
+    pub fn from_cloudevents_type(ce_type: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.cloudevents_type() == ce_type)
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.cloudevents_type())
+    }
+}
+
+/// A typed event payload: the `data` of a CloudEvent.
+pub trait EventPayload: Serialize + DeserializeOwned {
+    /// The event type this payload belongs to.
+    const TYPE: EventType;
+    /// The order the event is about; it becomes the envelope's `subject`.
+    fn order_id(&self) -> &OrderId;
+}
+
+macro_rules! payload {
+    ($ty:ty, $event:expr) => {
+        impl EventPayload for $ty {
+            const TYPE: EventType = $event;
+            fn order_id(&self) -> &OrderId {
+                &self.order_id
+            }
+        }
+    };
+}
+
+/// `order.placed`: a new order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPlaced {
+    /// Same as `order.order_id`, repeated for consumers that read only the top level.
+    pub order_id: OrderId,
+    /// The order.
+    pub order: Order,
+}
+payload!(OrderPlaced, EventType::OrderPlaced);
+
+impl OrderPlaced {
+    /// Wraps an order.
+    pub fn new(order: Order) -> Self {
+        Self {
+            order_id: order.order_id.clone(),
+            order,
+        }
+    }
+}
+
+/// `order.amended`: the whole changed order, with a higher version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderAmended {
+    /// The order being changed.
+    pub order_id: OrderId,
+    /// The changed order.
+    pub order: Order,
+}
+payload!(OrderAmended, EventType::OrderAmended);
+
+/// `order.verified`: the order matches the internal records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderVerified {
+    /// The order.
+    pub order_id: OrderId,
+    /// The version that was verified.
+    pub version: u32,
+    /// The order's total in minor units.
+    pub total_minor: i64,
+    /// The order's currency.
+    pub currency: Currency,
+}
+payload!(OrderVerified, EventType::OrderVerified);
+
+/// One product and quantity to pick.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PickLine {
+    /// The product.
+    pub sku: String,
+    /// How many units.
+    pub quantity: u32,
+}
+
+/// `goods.prepared`: the pick list for the warehouse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoodsPrepared {
+    /// The order.
+    pub order_id: OrderId,
+    /// What to pick.
+    pub pick_list: Vec<PickLine>,
+}
+payload!(GoodsPrepared, EventType::GoodsPrepared);
+
+/// A document produced for an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentRef {
+    /// What kind of document (`delivery_note`, `packing_list`, `invoice`, ...).
+    pub kind: String,
+    /// Its number.
+    pub number: String,
+}
+
+/// `documents.generated`: the handover documents exist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentsGenerated {
+    /// The order.
+    pub order_id: OrderId,
+    /// The documents.
+    pub documents: Vec<DocumentRef>,
+}
+payload!(DocumentsGenerated, EventType::DocumentsGenerated);
+
+/// `order.handed_over`: the dispatch event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderHandedOver {
+    /// The order.
+    pub order_id: OrderId,
+    /// Who carries it.
+    pub carrier: String,
+    /// The carrier's tracking reference.
+    pub tracking_reference: String,
+    /// When it was handed over (UTC).
+    pub handed_over_at: DateTime<Utc>,
+}
+payload!(OrderHandedOver, EventType::OrderHandedOver);
+
+/// What the customer said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfirmationOutcome {
+    /// The customer accepts the order.
+    Accepted,
+    /// The customer confirms receipt.
+    Delivered,
+    /// The customer complains; a reason is given.
+    Complaint,
+    /// The customer has a question.
+    Query,
+}
+
+impl ConfirmationOutcome {
+    /// The outcome's name as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfirmationOutcome::Accepted => "accepted",
+            ConfirmationOutcome::Delivered => "delivered",
+            ConfirmationOutcome::Complaint => "complaint",
+            ConfirmationOutcome::Query => "query",
+        }
+    }
+}
+
+/// `customer.confirmation`: the customer's answer about an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerConfirmation {
+    /// The order.
+    pub order_id: OrderId,
+    /// What the customer said.
+    pub outcome: ConfirmationOutcome,
+    /// Why, for a complaint or query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+payload!(CustomerConfirmation, EventType::CustomerConfirmation);
+
+/// On what basis the customer is taken to have accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfirmationBasis {
+    /// The customer said so.
+    Explicit,
+    /// The acceptance window passed with no answer; accepted under the terms of sale.
+    Deemed,
+}
+
+/// `order.customer_confirmed`: the customer accepted the order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCustomerConfirmed {
+    /// The order.
+    pub order_id: OrderId,
+    /// Explicit or deemed.
+    pub basis: ConfirmationBasis,
+    /// When the acceptance took effect (UTC).
+    pub confirmed_at: DateTime<Utc>,
+}
+payload!(OrderCustomerConfirmed, EventType::OrderCustomerConfirmed);
+
+/// `revenue.recognised`: revenue recognised for an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevenueRecognised {
+    /// The order.
+    pub order_id: OrderId,
+    /// Amount recognised, in minor units.
+    pub amount_minor: i64,
+    /// Currency of the amount.
+    pub currency: Currency,
+    /// When control passed to the customer (UTC).
+    pub control_passed_at: DateTime<Utc>,
+    /// Ids of the events that evidence the recognition point.
+    pub evidence_event_ids: Vec<String>,
+}
+payload!(RevenueRecognised, EventType::RevenueRecognised);
+
+/// `review.case_opened`: a stage could not finish; a person must resolve the case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewCaseOpened {
+    /// The case's id in the review records.
+    pub case_id: i64,
+    /// The order, when the failed message named one; otherwise `unknown`.
+    pub order_id: OrderId,
+    /// The stage that escalated.
+    pub stage: String,
+    /// A machine-readable reason, such as `invalid_payload`.
+    pub reason: String,
+    /// What went wrong, for a person.
+    pub detail: String,
+    /// The role with the authority to resolve the case.
+    pub required_role: String,
+}
+payload!(ReviewCaseOpened, EventType::ReviewCaseOpened);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_round_trip_and_keys_are_distinct() {
+        let mut keys = std::collections::HashSet::new();
+        for t in EventType::ALL {
+            assert_eq!(EventType::from_cloudevents_type(t.cloudevents_type()), Some(t));
+            assert!(keys.insert(t.routing_key()));
+            assert_eq!(
+                t.cloudevents_type(),
+                format!("fulfilment.{}.v1", t.routing_key())
+            );
+        }
+    }
+}

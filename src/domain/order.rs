@@ -1,0 +1,276 @@
+//! An order as a front end or contact-centre tool places it.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Why an order (or a part of one) was refused when it was parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrderError {
+    /// The order id is empty, too long or has characters outside `A-Z a-z 0-9 . _ -`.
+    #[error("order id must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-', got {0:?}")]
+    BadOrderId(String),
+    /// The currency is not three upper-case letters (ISO 4217).
+    #[error("currency must be an ISO 4217 code of three upper-case letters, got {0:?}")]
+    BadCurrency(String),
+    /// An order needs at least one line.
+    #[error("an order needs at least one line")]
+    NoLines,
+    /// A line's quantity is zero.
+    #[error("line {line}: quantity must be at least 1")]
+    ZeroQuantity {
+        /// Index of the line, from 0.
+        line: usize,
+    },
+    /// A line's unit price is negative.
+    #[error("line {line}: unit price must not be negative")]
+    NegativePrice {
+        /// Index of the line, from 0.
+        line: usize,
+    },
+    /// The order's total does not fit in 64 bits of minor units.
+    #[error("order total overflows")]
+    TotalOverflow,
+    /// A required text field is empty.
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+}
+
+/// An order's id, as the system that placed it assigned it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct OrderId(String);
+
+impl OrderId {
+    /// Parses an order id.
+    pub fn parse(raw: impl Into<String>) -> Result<Self, OrderError> {
+        let raw = raw.into();
+        let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if raw.is_empty() || raw.len() > 64 || !raw.chars().all(valid_char) {
+            return Err(OrderError::BadOrderId(raw));
+        }
+        Ok(Self(raw))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for OrderId {
+    type Error = OrderError;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(raw)
+    }
+}
+
+impl From<OrderId> for String {
+    fn from(id: OrderId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for OrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An ISO 4217 currency code such as `GBP`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Currency([u8; 3]);
+
+impl Currency {
+    /// Parses a currency code: exactly three upper-case ASCII letters.
+    pub fn parse(raw: &str) -> Result<Self, OrderError> {
+        match raw.as_bytes() {
+            [a, b, c] if [a, b, c].iter().all(|x| x.is_ascii_uppercase()) => Ok(Self([*a, *b, *c])),
+            _ => Err(OrderError::BadCurrency(raw.to_owned())),
+        }
+    }
+
+    /// The code as text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII upper-case letters are ever stored.
+        std::str::from_utf8(&self.0).unwrap_or("XXX")
+    }
+}
+
+impl TryFrom<String> for Currency {
+    type Error = OrderError;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<Currency> for String {
+    fn from(c: Currency) -> Self {
+        c.as_str().to_owned()
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The channel an order came through. Contact-centre channels carry an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// A web shop.
+    Web,
+    /// A contact-centre agent on the phone.
+    Phone,
+    /// A contact-centre agent on live chat or web chat.
+    Chat,
+    /// A contact-centre agent on social media.
+    Social,
+}
+
+/// One line of an order: a product, how many, and the price per unit in minor units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    /// The product's stock-keeping unit.
+    pub sku: String,
+    /// How many units; at least 1.
+    pub quantity: u32,
+    /// Price of one unit in the order's currency, in minor units (pence, cents).
+    pub unit_price_minor: i64,
+}
+
+impl OrderLine {
+    /// The line's total in minor units, or `None` on overflow.
+    pub fn total_minor(&self) -> Option<i64> {
+        self.unit_price_minor.checked_mul(i64::from(self.quantity))
+    }
+}
+
+/// The order as it is written on the wire, before its rules are checked.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrder {
+    order_id: OrderId,
+    #[serde(default = "first_version")]
+    version: u32,
+    customer_id: String,
+    channel: Channel,
+    currency: Currency,
+    lines: Vec<OrderLine>,
+    placed_at: DateTime<Utc>,
+}
+
+fn first_version() -> u32 {
+    1
+}
+
+/// A placed order whose shape has been checked: it has lines, positive quantities, prices that
+/// are not negative, and a total that fits. Whether it matches the catalogue is the verify
+/// stage's business.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawOrder")]
+pub struct Order {
+    /// The order's id, unique per placing system.
+    pub order_id: OrderId,
+    /// Starts at 1; an amendment carries a higher version.
+    pub version: u32,
+    /// The customer's id in the customer records.
+    pub customer_id: String,
+    /// Where the order came from.
+    pub channel: Channel,
+    /// The one currency of every price in the order.
+    pub currency: Currency,
+    /// What was ordered.
+    pub lines: Vec<OrderLine>,
+    /// When the customer placed the order (UTC).
+    pub placed_at: DateTime<Utc>,
+}
+
+impl TryFrom<RawOrder> for Order {
+    type Error = OrderError;
+    fn try_from(raw: RawOrder) -> Result<Self, Self::Error> {
+        if raw.customer_id.trim().is_empty() {
+            return Err(OrderError::Empty("customer_id"));
+        }
+        if raw.lines.is_empty() {
+            return Err(OrderError::NoLines);
+        }
+        for (line, l) in raw.lines.iter().enumerate() {
+            if l.sku.trim().is_empty() {
+                return Err(OrderError::Empty("sku"));
+            }
+            if l.quantity == 0 {
+                return Err(OrderError::ZeroQuantity { line });
+            }
+            if l.unit_price_minor < 0 {
+                return Err(OrderError::NegativePrice { line });
+            }
+        }
+        let order = Order {
+            order_id: raw.order_id,
+            version: raw.version,
+            customer_id: raw.customer_id,
+            channel: raw.channel,
+            currency: raw.currency,
+            lines: raw.lines,
+            placed_at: raw.placed_at,
+        };
+        order.total_minor().ok_or(OrderError::TotalOverflow)?;
+        Ok(order)
+    }
+}
+
+impl Order {
+    /// The order's total in minor units, or `None` if it overflows.
+    pub fn total_minor(&self) -> Option<i64> {
+        self.lines
+            .iter()
+            .try_fold(0i64, |sum, line| sum.checked_add(line.total_minor()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> serde_json::Value {
+        serde_json::json!({
+            "order_id": "ORD-1",
+            "customer_id": "C-1",
+            "channel": "web",
+            "currency": "GBP",
+            "placed_at": "2026-11-01T10:00:00Z",
+            "lines": [{"sku": "MUG", "quantity": 2, "unit_price_minor": 1250}]
+        })
+    }
+
+    #[test]
+    fn parses_a_valid_order_and_totals_it() {
+        let order: Order = serde_json::from_value(sample()).unwrap();
+        assert_eq!(order.version, 1);
+        assert_eq!(order.total_minor(), Some(2500));
+    }
+
+    #[test]
+    fn refuses_zero_quantity_fractional_price_and_bad_ids() {
+        let mut zero = sample();
+        zero["lines"][0]["quantity"] = 0.into();
+        assert!(serde_json::from_value::<Order>(zero).is_err());
+
+        let mut fraction = sample();
+        fraction["lines"][0]["unit_price_minor"] = serde_json::json!(12.5);
+        assert!(serde_json::from_value::<Order>(fraction).is_err());
+
+        let mut bad_id = sample();
+        bad_id["order_id"] = "has space".into();
+        assert!(serde_json::from_value::<Order>(bad_id).is_err());
+
+        let mut currency = sample();
+        currency["currency"] = "gbp".into();
+        assert!(serde_json::from_value::<Order>(currency).is_err());
+    }
+}

@@ -1,0 +1,101 @@
+//! The states an order moves through, and which moves are allowed.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Where an order is in the pipeline. The order of the variants is the order of the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderState {
+    /// Received, not yet checked.
+    Placed,
+    /// Checked against the internal records.
+    Verified,
+    /// Stock allocated and preparation checks done.
+    Prepared,
+    /// Handover documents produced.
+    DocumentsGenerated,
+    /// Handed over to the carrier or delivered as a service.
+    HandedOver,
+    /// The customer accepted the order (explicitly or deemed).
+    Confirmed,
+    /// Revenue recognised: nothing left to do.
+    Completed,
+}
+
+impl OrderState {
+    /// Every state, in pipeline order.
+    pub const ALL: [OrderState; 7] = [
+        OrderState::Placed,
+        OrderState::Verified,
+        OrderState::Prepared,
+        OrderState::DocumentsGenerated,
+        OrderState::HandedOver,
+        OrderState::Confirmed,
+        OrderState::Completed,
+    ];
+
+    /// The state's name as stored and printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderState::Placed => "placed",
+            OrderState::Verified => "verified",
+            OrderState::Prepared => "prepared",
+            OrderState::DocumentsGenerated => "documents_generated",
+            OrderState::HandedOver => "handed_over",
+            OrderState::Confirmed => "confirmed",
+            OrderState::Completed => "completed",
+        }
+    }
+
+    /// Whether an order may move from `self` to `to`: only one step forward along the pipeline.
+    pub fn can_move_to(self, to: OrderState) -> bool {
+        let (from, to) = (self as usize, to as usize);
+        to == from + 1
+    }
+}
+
+impl fmt::Display for OrderState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored state name that this version does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown order state {0:?}")]
+pub struct UnknownState(pub String);
+
+impl FromStr for OrderState {
+    type Err = UnknownState;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        OrderState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| UnknownState(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OrderState::*;
+    use super::*;
+
+    #[test]
+    fn only_single_forward_steps_are_allowed() {
+        assert!(Placed.can_move_to(Verified));
+        assert!(Confirmed.can_move_to(Completed));
+        assert!(!Placed.can_move_to(Prepared));
+        assert!(!Prepared.can_move_to(Verified));
+        assert!(!Completed.can_move_to(Completed));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for state in OrderState::ALL {
+            assert_eq!(state.as_str().parse::<OrderState>().unwrap(), state);
+        }
+    }
+}

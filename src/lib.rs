@@ -1,0 +1,34 @@
+//! # fulfilment
+//!
+//! An order-fulfilment pipeline on RabbitMQ and Postgres. An order goes through six stages —
+//! verify, prepare, documents, handover, confirm, revenue — each a worker consuming its own
+//! queue and emitting the next event, each effectively once.
+//!
+//! ## Module map
+//!
+//! - [`domain`]: orders, states and event payloads. No I/O.
+//! - [`envelope`]: the CloudEvents envelope and trace context every message travels in.
+//! - [`stages`]: one module per stage; the business of each stage, free of AMQP.
+//! - [`worker`]: runs a stage over its queue with the effectively-once rule (inbox, allowed
+//!   transition, record, outbox, commit, publish with confirms, ack).
+//! - [`relay`]: publishes outbox rows a crash left behind.
+//! - [`pipeline`]: starts and stops the workers and relay of one process.
+//! - [`messaging`]: everything AMQP: connection, topology, publisher, inbound deliveries.
+//! - [`db`]: everything SQL: migrations, inbox, outbox, orders, records, review cases.
+//! - [`client`]: publishing into the pipeline from outside (`submit`, `confirm`).
+//! - [`status`]: an order's state and timeline.
+//! - [`settings`]: layered configuration. [`telemetry`]: logging. [`cli`]: the command line.
+
+pub mod cli;
+pub mod client;
+pub mod db;
+pub mod domain;
+pub mod envelope;
+pub mod messaging;
+pub mod pipeline;
+pub mod relay;
+pub mod settings;
+pub mod stages;
+pub mod status;
+pub mod telemetry;
+pub mod worker;

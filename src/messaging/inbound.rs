@@ -1,0 +1,139 @@
+//! Deliveries from a stage's queue, with what workers need and nothing of AMQP beyond it.
+
+use anyhow::Context;
+use futures_lite::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions,
+    BasicRejectOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Connection, Consumer};
+
+use crate::envelope::TraceParent;
+
+/// A message taken from a queue. It stays on the broker, unacknowledged, until [`Inbound::ack`].
+pub struct Inbound {
+    delivery: Delivery,
+}
+
+impl Inbound {
+    /// The body, byte for byte.
+    pub fn body(&self) -> &[u8] {
+        &self.delivery.data
+    }
+
+    /// The AMQP `message-id` property, if set.
+    pub fn message_id(&self) -> Option<&str> {
+        self.delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.as_str())
+    }
+
+    /// The W3C trace context from the `traceparent` header, if present and valid.
+    pub fn traceparent(&self) -> Option<TraceParent> {
+        let headers = self.delivery.properties.headers().as_ref()?;
+        match headers.inner().get("traceparent")? {
+            AMQPValue::LongString(s) => TraceParent::parse(&s.to_string()),
+            AMQPValue::ShortString(s) => TraceParent::parse(s.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The AMQP properties as JSON, kept with review cases.
+    pub fn properties_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.delivery.properties).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The routing key the message was published with.
+    pub fn routing_key(&self) -> &str {
+        self.delivery.routing_key.as_str()
+    }
+
+    /// Whether the broker delivered this message before.
+    pub fn redelivered(&self) -> bool {
+        self.delivery.redelivered
+    }
+
+    /// Acknowledges the message: the broker forgets it.
+    pub async fn ack(&self) -> anyhow::Result<()> {
+        self.delivery
+            .ack(BasicAckOptions::default())
+            .await
+            .context("acknowledging a delivery")?;
+        Ok(())
+    }
+
+    /// Returns the message to its queue, to be delivered again.
+    pub async fn requeue(&self) -> anyhow::Result<()> {
+        self.delivery
+            .reject(BasicRejectOptions { requeue: true })
+            .await
+            .context("requeueing a delivery")?;
+        Ok(())
+    }
+}
+
+/// A consumer on one queue.
+pub struct InboundStream {
+    channel: Channel,
+    consumer: Consumer,
+    tag: String,
+}
+
+impl InboundStream {
+    /// Starts consuming `queue` on a new channel with `prefetch` unacknowledged deliveries.
+    pub async fn open(
+        connection: &Connection,
+        queue: &str,
+        prefetch: u16,
+    ) -> anyhow::Result<Self> {
+        let channel = connection.create_channel().await.context("opening a channel")?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await
+            .context("setting prefetch")?;
+        let tag = format!("{queue}-{}", uuid::Uuid::new_v4().simple());
+        let consumer = channel
+            .basic_consume(
+                queue.into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("consuming {queue}"))?;
+        Ok(Self {
+            channel,
+            consumer,
+            tag,
+        })
+    }
+
+    /// The next delivery; `None` when the consumer was cancelled or the channel closed.
+    pub async fn next(&mut self) -> Option<anyhow::Result<Inbound>> {
+        let delivery = self.consumer.next().await?;
+        Some(
+            delivery
+                .map(|delivery| Inbound { delivery })
+                .context("receiving a delivery"),
+        )
+    }
+
+    /// Stops taking deliveries and closes the channel; unacknowledged ones go back to the queue.
+    pub async fn close(self) -> anyhow::Result<()> {
+        if self.channel.status().connected() {
+            self.channel
+                .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())
+                .await
+                .context("cancelling the consumer")?;
+            self.channel
+                .close(200, "shutting down".into())
+                .await
+                .context("closing the channel")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,121 @@
+//! Publishing events with publisher confirms.
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::Confirmation;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection};
+
+use crate::envelope::{CLOUDEVENTS_CONTENT_TYPE, WireEvent};
+
+use super::Topology;
+
+/// Why a publish did not succeed. Nothing published without a positive confirm counts as sent.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The broker or the connection failed.
+    #[error("broker error while publishing: {0}")]
+    Broker(#[from] lapin::Error),
+    /// The broker refused the message (negative confirm).
+    #[error("the broker refused event {0}")]
+    Nacked(String),
+    /// A mandatory message matched no queue.
+    #[error("event {0} matched no queue (routing key {1})")]
+    Unroutable(String, String),
+}
+
+/// Publishes events to the exchange on a channel in confirm mode.
+#[derive(Clone)]
+pub struct Publisher {
+    channel: Channel,
+    exchange: String,
+}
+
+impl Publisher {
+    /// Opens a channel in confirm mode on `connection`.
+    pub async fn open(connection: &Connection, topology: &Topology) -> Result<Self, PublishError> {
+        let channel = connection.create_channel().await?;
+        Self::on_channel(channel, topology).await
+    }
+
+    /// Puts `channel` in confirm mode and publishes on it.
+    pub async fn on_channel(channel: Channel, topology: &Topology) -> Result<Self, PublishError> {
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Self {
+            channel,
+            exchange: topology.exchange(),
+        })
+    }
+
+    /// The channel the publisher uses.
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    /// Publishes every event, then waits for all their confirms (pipelined, not one by one).
+    /// With `mandatory`, an event that matches no queue is an error.
+    pub async fn publish_all(
+        &self,
+        events: &[WireEvent],
+        mandatory: bool,
+    ) -> Result<(), PublishError> {
+        let mut pending = Vec::with_capacity(events.len());
+        for event in events {
+            let confirm = self
+                .channel
+                .basic_publish(
+                    self.exchange.as_str().into(),
+                    event.routing_key.as_str().into(),
+                    BasicPublishOptions {
+                        mandatory,
+                        ..Default::default()
+                    },
+                    &event.body,
+                    properties(event),
+                )
+                .await?;
+            pending.push((event, confirm));
+        }
+        for (event, confirm) in pending {
+            match confirm.await? {
+                Confirmation::Ack(None) => {}
+                Confirmation::NotRequested => {
+                    return Err(PublishError::Nacked(format!(
+                        "{} (confirms not enabled on the channel)",
+                        event.event_id
+                    )));
+                }
+                Confirmation::Ack(Some(_returned)) => {
+                    return Err(PublishError::Unroutable(
+                        event.event_id.to_string(),
+                        event.routing_key.clone(),
+                    ));
+                }
+                Confirmation::Nack(_) => {
+                    return Err(PublishError::Nacked(event.event_id.to_string()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The AMQP properties mirroring the envelope: id, type, content type, order id as correlation
+/// id, time, persistent delivery and the trace context.
+fn properties(event: &WireEvent) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "traceparent".into(),
+        AMQPValue::LongString(event.traceparent.as_str().into()),
+    );
+    BasicProperties::default()
+        .with_content_type(CLOUDEVENTS_CONTENT_TYPE.into())
+        .with_delivery_mode(2)
+        .with_message_id(event.event_id.to_string().into())
+        .with_type(event.event_type.as_str().into())
+        .with_correlation_id(event.order_id.as_str().into())
+        .with_timestamp(u64::try_from(event.time.timestamp()).unwrap_or(0))
+        .with_app_id("fulfilment".into())
+        .with_headers(headers)
+}

@@ -1,0 +1,122 @@
+//! The exchange and queues, all named under the namespace and declared idempotently.
+
+use anyhow::Context;
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, ExchangeKind};
+
+use crate::stages::StageName;
+
+/// The routing-key pattern the review queue is bound with.
+pub const REVIEW_BINDING: &str = "review.#";
+
+/// The names of everything the pipeline declares on the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    namespace: String,
+}
+
+impl Topology {
+    /// The topology for a namespace.
+    pub fn new(namespace: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+        }
+    }
+
+    /// The durable topic exchange every event is published to.
+    pub fn exchange(&self) -> String {
+        format!("{}.events", self.namespace)
+    }
+
+    /// The quorum queue a stage consumes.
+    pub fn stage_queue(&self, stage: StageName) -> String {
+        format!("{}.{}", self.namespace, stage.as_str())
+    }
+
+    /// The quorum queue of the human-review cases.
+    pub fn review_queue(&self) -> String {
+        format!("{}.review", self.namespace)
+    }
+
+    /// Declares the exchange, every stage queue with its bindings, and the review queue.
+    /// Safe to call any number of times, from any number of processes.
+    pub async fn declare(&self, channel: &Channel) -> anyhow::Result<()> {
+        let exchange = self.exchange();
+        channel
+            .exchange_declare(
+                exchange.as_str().into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("declaring exchange {exchange}"))?;
+        for stage in StageName::ALL {
+            let keys: Vec<&str> = stage.input_events().iter().map(|e| e.routing_key()).collect();
+            self.declare_queue(channel, &self.stage_queue(stage), &keys)
+                .await?;
+        }
+        self.declare_queue(channel, &self.review_queue(), &[REVIEW_BINDING])
+            .await
+    }
+
+    /// Declares a durable quorum queue bound to the exchange with `keys`.
+    pub async fn declare_queue(
+        &self,
+        channel: &Channel,
+        queue: &str,
+        keys: &[&str],
+    ) -> anyhow::Result<()> {
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                arguments,
+            )
+            .await
+            .with_context(|| format!("declaring queue {queue}"))?;
+        for key in keys {
+            channel
+                .queue_bind(
+                    queue.into(),
+                    self.exchange().as_str().into(),
+                    (*key).into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .with_context(|| format!("binding {queue} to {key}"))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every queue and the exchange of this namespace. Used to clean up after tests.
+    pub async fn delete(&self, channel: &Channel) -> anyhow::Result<()> {
+        let queues = StageName::ALL
+            .into_iter()
+            .map(|s| self.stage_queue(s))
+            .chain([self.review_queue()]);
+        for queue in queues {
+            channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .with_context(|| format!("deleting queue {queue}"))?;
+        }
+        channel
+            .exchange_delete(self.exchange().as_str().into(), ExchangeDeleteOptions::default())
+            .await
+            .context("deleting exchange")
+    }
+}

@@ -1,0 +1,66 @@
+//! The outbox relay: publishes events whose stage committed them but did not publish them (it
+//! crashed, or the broker was away), then marks them sent.
+//!
+//! Rows are claimed with `FOR UPDATE SKIP LOCKED`, so relays in several processes share the work.
+//! A row is only taken once it is older than the grace period, leaving its own stage time to
+//! publish it; if both publish, consumers' inboxes drop the second copy.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::db;
+use crate::db::outbox::Publisher as SentBy;
+use crate::envelope::WireEvent;
+use crate::messaging::Publisher;
+use crate::settings::RelaySettings;
+
+/// Runs relay passes every `interval_ms` until `shutdown` is cancelled.
+pub async fn run(
+    pool: PgPool,
+    publisher: Publisher,
+    settings: RelaySettings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut ticker = tokio::time::interval(Duration::from_millis(settings.interval_ms));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = ticker.tick() => {}
+        }
+        match relay_once(&pool, &publisher, &settings).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "relayed unsent outbox events"),
+            Err(error) => tracing::warn!(error = %format!("{error:#}"), "relay pass failed"),
+        }
+    }
+}
+
+/// One pass: publishes up to `batch_size` unsent rows older than the grace period.
+/// Returns how many were published.
+pub async fn relay_once(
+    pool: &PgPool,
+    publisher: &Publisher,
+    settings: &RelaySettings,
+) -> anyhow::Result<usize> {
+    let grace = chrono::Duration::milliseconds(i64::try_from(settings.grace_ms).unwrap_or(i64::MAX));
+    let mut tx = pool.begin().await.context("starting the relay transaction")?;
+    let rows = db::outbox::claim_unsent(&mut tx, chrono::Utc::now() - grace, settings.batch_size)
+        .await
+        .context("claiming unsent outbox rows")?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let (ids, events): (Vec<i64>, Vec<WireEvent>) = rows.into_iter().unzip();
+    publisher
+        .publish_all(&events, false)
+        .await
+        .context("publishing unsent outbox rows")?;
+    db::outbox::mark_sent(&mut tx, &ids, SentBy::Relay).await?;
+    tx.commit().await.context("committing the relay pass")?;
+    Ok(ids.len())
+}

@@ -1,0 +1,266 @@
+//! Configuration, layered with the `config` crate:
+//!
+//! 1. `config/default.toml`, built into the binary so it runs from any directory;
+//! 2. `<config dir>/<FULFILMENT_ENV>.toml` when `FULFILMENT_ENV` is set (the directory is
+//!    `FULFILMENT_CONFIG_DIR`, default `config`);
+//! 3. environment variables `FULFILMENT__SECTION__KEY`, e.g. `FULFILMENT__AMQP__PREFETCH=32`.
+//!
+//! A wrong value stops the process at start with the key's name and what was expected.
+//! Passwords in URLs are never printed.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
+
+/// The built-in defaults.
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// Why configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A source could not be read or a value has the wrong type; the message names the key.
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A value has the right type but is not acceptable.
+    #[error("configuration key `{key}`: expected {expected}")]
+    Invalid {
+        /// The key, such as `amqp.namespace`.
+        key: &'static str,
+        /// What an acceptable value looks like.
+        expected: &'static str,
+    },
+}
+
+/// All settings of a fulfilment process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The broker.
+    pub amqp: AmqpSettings,
+    /// The database.
+    pub database: DatabaseSettings,
+    /// The outbox relay.
+    pub relay: RelaySettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// Broker settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpSettings {
+    /// The broker's URL; its password is redacted when printed.
+    pub url: SecretUrl,
+    /// Prefix of every exchange and queue name.
+    pub namespace: String,
+    /// Unacknowledged deliveries a stage worker holds at once.
+    pub prefetch: u16,
+}
+
+/// Database settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// The database's URL; its password is redacted when printed.
+    pub url: SecretUrl,
+    /// Connections in the pool of one process.
+    pub max_connections: u32,
+}
+
+/// Outbox relay settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelaySettings {
+    /// Milliseconds between passes.
+    pub interval_ms: u64,
+    /// Milliseconds an unsent row waits before the relay takes it over.
+    pub grace_ms: u64,
+    /// Most rows published in one pass.
+    pub batch_size: i64,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// A tracing filter directive.
+    pub filter: String,
+    /// Output format.
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A URL that may carry a password. `Debug` and `Display` show it with the password replaced.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The full URL, password included. Use only to connect.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut url) => {
+                if url.password().is_some() {
+                    let _ = url.set_password(Some("***"));
+                }
+                url.to_string()
+            }
+            Err(_) => "<unparseable url>".into(),
+        }
+    }
+
+    fn scheme(&self) -> Option<String> {
+        url::Url::parse(&self.0).ok().map(|u| u.scheme().to_owned())
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Settings {
+    /// Loads settings from the defaults, the environment's file and `FULFILMENT__` variables.
+    pub fn load() -> Result<Self, SettingsError> {
+        let env_name = std::env::var("FULFILMENT_ENV").ok();
+        let dir = std::env::var("FULFILMENT_CONFIG_DIR").unwrap_or_else(|_| "config".into());
+        Self::load_from(env_name.as_deref(), PathBuf::from(dir), true)
+    }
+
+    /// Loads settings from the defaults and, when `env_name` is given, `<dir>/<env_name>.toml`;
+    /// environment variables are read only when `read_env` is true.
+    pub fn load_from(
+        env_name: Option<&str>,
+        dir: PathBuf,
+        read_env: bool,
+    ) -> Result<Self, SettingsError> {
+        let mut builder =
+            Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        if let Some(name) = env_name {
+            let path = dir.join(format!("{name}.toml"));
+            builder = builder.add_source(File::from(path).required(true));
+        }
+        if read_env {
+            builder = builder.add_source(
+                Environment::with_prefix("FULFILMENT")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            );
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks values whose type alone does not make them acceptable.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |key, expected| Err(SettingsError::Invalid { key, expected });
+        if !matches!(self.amqp.url.scheme().as_deref(), Some("amqp" | "amqps")) {
+            return invalid("amqp.url", "an amqp:// or amqps:// URL");
+        }
+        if !is_valid_namespace(&self.amqp.namespace) {
+            return invalid(
+                "amqp.namespace",
+                "1 to 64 characters of a-z, A-Z, 0-9, '_' or '-'",
+            );
+        }
+        if self.amqp.prefetch == 0 {
+            return invalid("amqp.prefetch", "a number from 1 to 65535");
+        }
+        if !matches!(self.database.url.scheme().as_deref(), Some("postgres" | "postgresql")) {
+            return invalid("database.url", "a postgres:// URL");
+        }
+        if self.database.max_connections < 2 {
+            return invalid("database.max_connections", "a number of at least 2");
+        }
+        if self.relay.interval_ms == 0 {
+            return invalid("relay.interval_ms", "a number of milliseconds above 0");
+        }
+        if self.relay.batch_size < 1 {
+            return invalid("relay.batch_size", "a number of at least 1");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
+            return invalid("log.filter", "a tracing filter directive such as \"info\"");
+        }
+        Ok(())
+    }
+}
+
+fn is_valid_namespace(ns: &str) -> bool {
+    !ns.is_empty()
+        && ns.len() <= 64
+        && ns
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Settings {
+        Settings::load_from(None, PathBuf::from("config"), false).unwrap()
+    }
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let s = defaults();
+        assert_eq!(s.amqp.namespace, "fulfilment");
+        assert_eq!(s.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn passwords_are_never_printed() {
+        let url = SecretUrl::new("postgres://app:s3cret@db:5432/fulfilment");
+        assert!(!format!("{url} {url:?}").contains("s3cret"));
+        assert!(url.redacted().contains("app:***@db"));
+        let mut s = defaults();
+        s.amqp.url = SecretUrl::new("amqp://user:hunter2@mq/%2f");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn an_invalid_value_names_its_key() {
+        let mut s = defaults();
+        s.amqp.namespace = "has space".into();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("amqp.namespace"), "{err}");
+
+        let dir = std::env::temp_dir().join(format!("fulfilment-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("bad.toml"), "[amqp]\nprefetch = \"lots\"\n").unwrap();
+        let err = Settings::load_from(Some("bad"), dir, false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("amqp.prefetch"), "{err}");
+    }
+}

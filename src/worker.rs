@@ -1,0 +1,311 @@
+//! A stage worker: takes deliveries from the stage's queue and applies the effectively-once rule.
+//!
+//! For each delivery, in one Postgres transaction: record the message id in the inbox (a
+//! duplicate stops here), let the stage move the order along an allowed transition, write its
+//! record and put the next event in the outbox. Commit; publish the outbox rows with confirms;
+//! mark them sent; only then acknowledge the delivery. A crash anywhere leaves either nothing
+//! committed (the delivery comes back) or committed rows the relay publishes.
+//!
+//! What a stage cannot finish is escalated in the same transaction: the stage's work is rolled
+//! back to a savepoint, a review case keeps the message byte for byte, and a
+//! `review.case_opened` event goes out through the outbox.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use sqlx::{Acquire, PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info_span, warn};
+
+use crate::db;
+use crate::db::outbox::Publisher as SentBy;
+use crate::domain::events::ReviewCaseOpened;
+use crate::domain::{EventType, OrderId};
+use crate::envelope::{Envelope, EnvelopeError, TraceParent, WireEvent};
+use crate::messaging::{Inbound, InboundStream, Publisher};
+use crate::stages::{Escalation, IncomingEvent, Role, Stage, StageContext, StageError, StageName};
+
+/// How long a worker waits before returning a delivery that failed for a transient reason.
+const TRANSIENT_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Decides whether to simulate a crash right after a stage's commit, before it publishes.
+pub type CrashHook = Arc<dyn Fn(StageName, &str) -> bool + Send + Sync>;
+
+/// Faults injected on purpose, to prove recovery in tests. Empty in production.
+#[derive(Clone, Default)]
+pub struct Faults {
+    /// Called with the stage and order id after every commit; `true` makes the worker stop
+    /// there as if the process died: nothing published, the delivery not acknowledged.
+    pub crash_after_commit: Option<CrashHook>,
+}
+
+/// Why a worker stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// A fault injected by [`Faults::crash_after_commit`].
+    #[error("simulated crash after commit in stage {0}")]
+    SimulatedCrash(StageName),
+    /// The broker or the database failed in a way the worker cannot carry on from.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+/// A worker for one stage.
+pub struct Worker {
+    stage: Arc<dyn Stage>,
+    pool: PgPool,
+    publisher: Publisher,
+    faults: Faults,
+}
+
+/// What happened to one delivery inside its transaction.
+enum Committed {
+    /// The work was committed; these outbox rows are to be published.
+    Emitted(Vec<(i64, WireEvent)>),
+    /// The delivery is a transient failure; it goes back to the queue.
+    Retry(anyhow::Error),
+}
+
+impl Worker {
+    /// A worker for `stage` that publishes with `publisher`.
+    pub fn new(stage: Arc<dyn Stage>, pool: PgPool, publisher: Publisher, faults: Faults) -> Self {
+        Self {
+            stage,
+            pool,
+            publisher,
+            faults,
+        }
+    }
+
+    /// Handles deliveries until `shutdown` is cancelled, then finishes the one in hand, stops
+    /// consuming and closes its channel (unacknowledged deliveries return to the queue).
+    pub async fn run(
+        self,
+        mut stream: InboundStream,
+        shutdown: CancellationToken,
+    ) -> Result<(), WorkerError> {
+        let stage = self.stage.name();
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                next = stream.next() => next,
+            };
+            let inbound = match next {
+                Some(inbound) => inbound?,
+                None => return Err(anyhow::anyhow!("the broker closed the {stage} consumer").into()),
+            };
+            if let Err(error) = self.process(&inbound).await {
+                let _ = stream.close().await;
+                return Err(error);
+            }
+        }
+        stream.close().await?;
+        Ok(())
+    }
+
+    async fn process(&self, inbound: &Inbound) -> Result<(), WorkerError> {
+        let decoded = Envelope::decode(inbound.body());
+        let key = message_key(inbound, decoded.as_ref().ok().map(|(e, _)| e));
+        let order_id = decoded.as_ref().ok().and_then(|(e, _)| e.order_id());
+        let span = info_span!(
+            "delivery",
+            stage = %self.stage.name(),
+            order_id = %order_id.as_ref().map_or("-", |id| id.as_str()),
+            message_id = %key,
+        );
+        self.process_decoded(inbound, decoded, &key, order_id.as_ref())
+            .instrument(span)
+            .await
+    }
+
+    async fn process_decoded(
+        &self,
+        inbound: &Inbound,
+        decoded: Result<(Envelope, EventType), EnvelopeError>,
+        key: &str,
+        order_id: Option<&OrderId>,
+    ) -> Result<(), WorkerError> {
+        let emitted = match self.transact(inbound, decoded, key, order_id).await {
+            Ok(Committed::Emitted(emitted)) => emitted,
+            Ok(Committed::Retry(error)) | Err(error) => {
+                warn!(error = %format!("{error:#}"), "transient failure; the delivery goes back to the queue");
+                tokio::time::sleep(TRANSIENT_BACKOFF).await;
+                inbound.requeue().await?;
+                return Ok(());
+            }
+        };
+        if let Some(hook) = &self.faults.crash_after_commit {
+            let order = order_id.map_or("", |id| id.as_str());
+            if hook(self.stage.name(), order) {
+                return Err(WorkerError::SimulatedCrash(self.stage.name()));
+            }
+        }
+        self.publish(&emitted).await?;
+        inbound.ack().await?;
+        Ok(())
+    }
+
+    /// Runs the delivery's transaction. `Err` means the transaction itself failed.
+    async fn transact(
+        &self,
+        inbound: &Inbound,
+        decoded: Result<(Envelope, EventType), EnvelopeError>,
+        key: &str,
+        order_id: Option<&OrderId>,
+    ) -> anyhow::Result<Committed> {
+        let stage = self.stage.name();
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        if let Some(id) = order_id {
+            db::orders::lock(&mut tx, id.as_str()).await?;
+        }
+        if !db::inbox::record(&mut tx, stage.as_str(), key).await? {
+            tx.commit().await?;
+            tracing::debug!("duplicate delivery; no second effect");
+            return Ok(Committed::Emitted(Vec::new()));
+        }
+        let trace = inbound.traceparent();
+        let outcome = match decoded {
+            Err(error) => Err(poison(&error)),
+            Ok((envelope, event_type)) if !stage.input_events().contains(&event_type) => {
+                Err(Escalation::new(
+                    "unexpected_event_type",
+                    format!("{stage} does not consume {event_type} ({})", envelope.id),
+                    Role::Operations,
+                ))
+            }
+            Ok((envelope, event_type)) => {
+                let event = IncomingEvent {
+                    envelope,
+                    event_type,
+                };
+                match self.run_stage(&mut tx, key, trace, &event).await? {
+                    Ok(emitted) => Ok(emitted),
+                    Err(StageError::Escalate(escalation)) => Err(escalation),
+                    Err(StageError::Transient(error)) => return Ok(Committed::Retry(error)),
+                }
+            }
+        };
+        let emitted = match outcome {
+            Ok(emitted) => emitted,
+            Err(escalation) => {
+                let case = escalate(&mut tx, stage, inbound, order_id, &escalation, trace).await?;
+                vec![case]
+            }
+        };
+        tx.commit().await.context("committing")?;
+        Ok(Committed::Emitted(emitted))
+    }
+
+    /// Runs the stage inside a savepoint, so an escalation can undo its partial work.
+    async fn run_stage(
+        &self,
+        conn: &mut PgConnection,
+        key: &str,
+        trace: Option<TraceParent>,
+        event: &IncomingEvent,
+    ) -> anyhow::Result<Result<Vec<(i64, WireEvent)>, StageError>> {
+        let mut savepoint = conn.begin().await?;
+        let mut ctx = StageContext::new(&mut savepoint, self.stage.name(), key.to_owned(), trace);
+        let result = self.stage.handle(&mut ctx, event).await;
+        let emitted = ctx.into_emitted();
+        match result {
+            Ok(handled) => {
+                savepoint.commit().await?;
+                tracing::info!(?handled, "handled");
+                Ok(Ok(emitted))
+            }
+            Err(error) => {
+                savepoint.rollback().await?;
+                Ok(Err(error))
+            }
+        }
+    }
+
+    /// Publishes committed outbox rows and marks them sent.
+    async fn publish(&self, emitted: &[(i64, WireEvent)]) -> anyhow::Result<()> {
+        if emitted.is_empty() {
+            return Ok(());
+        }
+        let events: Vec<WireEvent> = emitted.iter().map(|(_, e)| e.clone()).collect();
+        self.publisher
+            .publish_all(&events, false)
+            .await
+            .context("publishing the outbox")?;
+        let ids: Vec<i64> = emitted.iter().map(|(id, _)| *id).collect();
+        let mut conn = self.pool.acquire().await?;
+        db::outbox::mark_sent(&mut conn, &ids, SentBy::Handler).await?;
+        Ok(())
+    }
+}
+
+/// The id the inbox deduplicates on: the envelope's id, else the AMQP message id, else a hash of
+/// the body (so even an unreadable message is escalated only once).
+fn message_key(inbound: &Inbound, envelope: Option<&Envelope>) -> String {
+    if let Some(envelope) = envelope.filter(|e| !e.id.is_empty()) {
+        return envelope.id.clone();
+    }
+    if let Some(id) = inbound.message_id().filter(|id| !id.is_empty()) {
+        return id.to_owned();
+    }
+    let digest = Sha256::digest(inbound.body());
+    format!("sha256:{}", hex(&digest))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The escalation for a message that is not a usable event.
+fn poison(error: &EnvelopeError) -> Escalation {
+    let reason = match error {
+        EnvelopeError::NotUtf8(_) => "invalid_utf8",
+        EnvelopeError::NotCloudEvent(_) | EnvelopeError::SpecVersion(_) => "not_a_cloudevent",
+        EnvelopeError::UnknownType(_) => "unknown_event_type",
+        EnvelopeError::BadPayload { .. } | EnvelopeError::SubjectMismatch { .. } => {
+            "invalid_payload"
+        }
+    };
+    Escalation::new(reason, error.to_string(), Role::Operations)
+}
+
+/// Opens a review case for the delivery and puts a `review.case_opened` event in the outbox.
+async fn escalate(
+    conn: &mut PgConnection,
+    stage: StageName,
+    inbound: &Inbound,
+    order_id: Option<&OrderId>,
+    escalation: &Escalation,
+    trace: Option<TraceParent>,
+) -> anyhow::Result<(i64, WireEvent)> {
+    let case_id = db::review::open(
+        conn,
+        db::review::NewCase {
+            order_id: order_id.map(|id| id.as_str()),
+            stage: stage.as_str(),
+            reason: escalation.reason,
+            detail: &escalation.detail,
+            required_role: escalation.role.as_str(),
+            original_body: inbound.body(),
+            original_properties: inbound.properties_json(),
+        },
+    )
+    .await
+    .context("opening a review case")?;
+    warn!(case_id, reason = escalation.reason, role = escalation.role.as_str(), "escalated to review");
+    let opened = ReviewCaseOpened {
+        case_id,
+        order_id: order_id
+            .cloned()
+            .unwrap_or_else(|| OrderId::parse("unknown").expect("a valid id")),
+        stage: stage.as_str().into(),
+        reason: escalation.reason.into(),
+        detail: escalation.detail.clone(),
+        required_role: escalation.role.as_str().into(),
+    };
+    let event = WireEvent::new(&format!("fulfilment/{stage}"), &opened, trace.as_ref());
+    let id = db::outbox::insert(conn, &event).await?;
+    Ok((id, event))
+}
