@@ -29,7 +29,7 @@ CREATE TABLE inbox (
 -- after commit; marked sent once the broker confirmed them. The relay publishes what a crash left.
 CREATE TABLE outbox (
     id            BIGSERIAL PRIMARY KEY,
-    event_id      UUID NOT NULL UNIQUE,
+    event_id      TEXT NOT NULL UNIQUE,
     order_id      TEXT NOT NULL,
     routing_key   TEXT NOT NULL,
     event_type    TEXT NOT NULL,

@@ -107,7 +107,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let order_id = OrderId::parse(order_id)?;
             let client = Client::connect(&settings.amqp, "fulfilment/cli").await?;
-            let id = client.confirm(order_id.clone(), outcome.into(), reason).await?;
+            let id = client
+                .confirm(order_id.clone(), outcome.into(), reason)
+                .await?;
             client.close().await?;
             println!("published customer.confirmation {id} for order {order_id}");
             Ok(())
@@ -178,10 +180,10 @@ async fn shutdown_signal() {
 
 /// Reads one order or an array of orders from a JSON file.
 pub fn read_orders(path: &Path) -> anyhow::Result<Vec<Order>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading {}", path.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not JSON", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
     let items = match value {
         serde_json::Value::Array(items) => items,
         single => vec![single],

@@ -62,7 +62,7 @@ impl Client {
             .map(|p| WireEvent::new(&self.source, p, None))
             .collect();
         self.publish_raw(&events).await?;
-        Ok(events.iter().map(|e| e.event_id.to_string()).collect())
+        Ok(events.iter().map(|e| e.event_id.clone()).collect())
     }
 
     /// Publishes already-encoded events and waits for confirms.

@@ -100,13 +100,12 @@ impl Envelope {
 
     /// The typed payload. Fails if `data` does not match `P` or names another order.
     pub fn payload<P: EventPayload>(&self) -> Result<P, EnvelopeError> {
-        let payload: P =
-            serde_json::from_value(self.data.clone()).map_err(|source| {
-                EnvelopeError::BadPayload {
-                    event_type: P::TYPE,
-                    source,
-                }
-            })?;
+        let payload: P = serde_json::from_value(self.data.clone()).map_err(|source| {
+            EnvelopeError::BadPayload {
+                event_type: P::TYPE,
+                source,
+            }
+        })?;
         if payload.order_id().as_str() != self.subject {
             return Err(EnvelopeError::SubjectMismatch {
                 subject: self.subject.clone(),
@@ -132,7 +131,7 @@ impl Envelope {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WireEvent {
     /// The envelope's `id`.
-    pub event_id: Uuid,
+    pub event_id: String,
     /// The envelope's `subject`.
     pub order_id: String,
     /// The routing key on the events exchange.
@@ -153,7 +152,7 @@ impl WireEvent {
         let envelope = Envelope::wrap(source, payload);
         let trace = cause.map_or_else(TraceParent::new_root, TraceParent::child);
         Self {
-            event_id: Uuid::parse_str(&envelope.id).expect("wrap uses a UUID id"),
+            event_id: envelope.id.clone(),
             order_id: envelope.subject.clone(),
             routing_key: P::TYPE.routing_key().to_owned(),
             event_type: envelope.event_type.clone(),
@@ -161,6 +160,26 @@ impl WireEvent {
             traceparent: trace.to_string(),
             body: envelope.to_bytes(),
         }
+    }
+
+    /// An event from an encoded envelope, kept byte for byte (same id, same body), to publish
+    /// again: a re-injected message or a redelivery.
+    pub fn from_bytes(
+        body: Vec<u8>,
+        traceparent: Option<&TraceParent>,
+    ) -> Result<Self, EnvelopeError> {
+        let (envelope, event_type) = Envelope::decode(&body)?;
+        Ok(Self {
+            event_id: envelope.id,
+            order_id: envelope.subject,
+            routing_key: event_type.routing_key().to_owned(),
+            event_type: envelope.event_type,
+            time: envelope.time,
+            traceparent: traceparent
+                .map_or_else(TraceParent::new_root, |t| *t)
+                .to_string(),
+            body,
+        })
     }
 }
 
@@ -221,8 +240,8 @@ fn new_span_id() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::events::CustomerConfirmation;
     use crate::domain::events::ConfirmationOutcome;
+    use crate::domain::events::CustomerConfirmation;
 
     #[test]
     fn envelope_round_trips_with_typed_payload() {

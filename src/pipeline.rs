@@ -8,10 +8,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::messaging::{self, InboundStream, Publisher, Topology};
+use crate::relay;
 use crate::settings::Settings;
 use crate::stages::StageName;
 use crate::worker::{Faults, Worker, WorkerError};
-use crate::relay;
 
 /// What to run.
 #[derive(Clone)]
@@ -61,7 +61,12 @@ impl Pipeline {
             let publisher = Publisher::open(&connection, &topology)
                 .await
                 .context("opening a publisher")?;
-            let worker = Worker::new(stage.build(), pool.clone(), publisher, options.faults.clone());
+            let worker = Worker::new(
+                stage.build(),
+                pool.clone(),
+                publisher,
+                options.faults.clone(),
+            );
             let token = shutdown.clone();
             tasks.spawn(async move {
                 let result = worker.run(stream, token).await.map_err(|e| match e {
@@ -74,7 +79,8 @@ impl Pipeline {
         }
         if options.relay {
             let publisher = Publisher::open(&connection, &topology).await?;
-            let (pool, relay_settings, token) = (pool.clone(), settings.relay.clone(), shutdown.clone());
+            let (pool, relay_settings, token) =
+                (pool.clone(), settings.relay.clone(), shutdown.clone());
             tasks.spawn(async move {
                 let result = relay::run(pool, publisher, relay_settings, token).await;
                 ("relay".to_owned(), result)

@@ -47,8 +47,12 @@ pub async fn relay_once(
     publisher: &Publisher,
     settings: &RelaySettings,
 ) -> anyhow::Result<usize> {
-    let grace = chrono::Duration::milliseconds(i64::try_from(settings.grace_ms).unwrap_or(i64::MAX));
-    let mut tx = pool.begin().await.context("starting the relay transaction")?;
+    let grace =
+        chrono::Duration::milliseconds(i64::try_from(settings.grace_ms).unwrap_or(i64::MAX));
+    let mut tx = pool
+        .begin()
+        .await
+        .context("starting the relay transaction")?;
     let rows = db::outbox::claim_unsent(&mut tx, chrono::Utc::now() - grace, settings.batch_size)
         .await
         .context("claiming unsent outbox rows")?;

@@ -8,6 +8,7 @@
 //! A wrong value stops the process at start with the key's name and what was expected.
 //! Passwords in URLs are never printed.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -21,7 +22,7 @@ const DEFAULTS: &str = include_str!("../config/default.toml");
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     /// A source could not be read or a value has the wrong type; the message names the key.
-    #[error("configuration: {0}")]
+    #[error("configuration is invalid")]
     Load(#[from] config::ConfigError),
     /// A value has the right type but is not acceptable.
     #[error("configuration key `{key}`: expected {expected}")]
@@ -31,6 +32,15 @@ pub enum SettingsError {
         /// What an acceptable value looks like.
         expected: &'static str,
     },
+}
+
+/// Where `FULFILMENT__SECTION__KEY` variables come from.
+#[derive(Debug, Clone)]
+pub enum EnvVars {
+    /// The process environment.
+    Process,
+    /// The given variables only (for tests and tools).
+    Given(HashMap<String, String>),
 }
 
 /// All settings of a fulfilment process.
@@ -152,30 +162,29 @@ impl Settings {
     pub fn load() -> Result<Self, SettingsError> {
         let env_name = std::env::var("FULFILMENT_ENV").ok();
         let dir = std::env::var("FULFILMENT_CONFIG_DIR").unwrap_or_else(|_| "config".into());
-        Self::load_from(env_name.as_deref(), PathBuf::from(dir), true)
+        Self::load_from(env_name.as_deref(), PathBuf::from(dir), EnvVars::Process)
     }
 
-    /// Loads settings from the defaults and, when `env_name` is given, `<dir>/<env_name>.toml`;
-    /// environment variables are read only when `read_env` is true.
+    /// Loads settings from the defaults, then `<dir>/<env_name>.toml` when `env_name` is given,
+    /// then `FULFILMENT__` variables from `vars`.
     pub fn load_from(
         env_name: Option<&str>,
         dir: PathBuf,
-        read_env: bool,
+        vars: EnvVars,
     ) -> Result<Self, SettingsError> {
-        let mut builder =
-            Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
         if let Some(name) = env_name {
             let path = dir.join(format!("{name}.toml"));
             builder = builder.add_source(File::from(path).required(true));
         }
-        if read_env {
-            builder = builder.add_source(
-                Environment::with_prefix("FULFILMENT")
-                    .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true),
-            );
-        }
+        let environment = Environment::with_prefix("FULFILMENT")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true);
+        builder = builder.add_source(match vars {
+            EnvVars::Process => environment,
+            EnvVars::Given(map) => environment.source(Some(map)),
+        });
         let settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
@@ -196,7 +205,10 @@ impl Settings {
         if self.amqp.prefetch == 0 {
             return invalid("amqp.prefetch", "a number from 1 to 65535");
         }
-        if !matches!(self.database.url.scheme().as_deref(), Some("postgres" | "postgresql")) {
+        if !matches!(
+            self.database.url.scheme().as_deref(),
+            Some("postgres" | "postgresql")
+        ) {
             return invalid("database.url", "a postgres:// URL");
         }
         if self.database.max_connections < 2 {
@@ -228,7 +240,11 @@ mod tests {
     use super::*;
 
     fn defaults() -> Settings {
-        Settings::load_from(None, PathBuf::from("config"), false).unwrap()
+        Settings::load_from(None, PathBuf::from("config"), no_vars()).unwrap()
+    }
+
+    fn no_vars() -> EnvVars {
+        EnvVars::Given(HashMap::new())
     }
 
     #[test]
@@ -258,9 +274,35 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("fulfilment-cfg-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("bad.toml"), "[amqp]\nprefetch = \"lots\"\n").unwrap();
-        let err = Settings::load_from(Some("bad"), dir, false)
+        let err = Settings::load_from(Some("bad"), dir.clone(), no_vars())
             .unwrap_err()
             .to_string();
         assert!(err.contains("amqp.prefetch"), "{err}");
+
+        let vars = HashMap::from([("FULFILMENT__RELAY__INTERVAL_MS".into(), "soon".into())]);
+        let err = Settings::load_from(None, dir, EnvVars::Given(vars))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("relay.interval_ms"), "{err}");
+    }
+
+    #[test]
+    fn environment_variables_override_files() {
+        let vars = HashMap::from([
+            ("FULFILMENT__AMQP__PREFETCH".into(), "7".into()),
+            ("FULFILMENT__AMQP__NAMESPACE".into(), "shop-eu".into()),
+        ]);
+        let s = Settings::load_from(None, PathBuf::from("config"), EnvVars::Given(vars)).unwrap();
+        assert_eq!(s.amqp.prefetch, 7);
+        assert_eq!(s.amqp.namespace, "shop-eu");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_by_name() {
+        let vars = HashMap::from([("FULFILMENT__AMQP__PREFETHC".into(), "7".into())]);
+        let err = Settings::load_from(None, PathBuf::from("config"), EnvVars::Given(vars))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("prefethc"), "{err}");
     }
 }

@@ -47,7 +47,11 @@ impl fmt::Display for OrderStatus {
         writeln!(f, "order     {}", self.order_id)?;
         writeln!(f, "state     {}", self.state)?;
         writeln!(f, "version   {}", self.version)?;
-        writeln!(f, "total     {} {} (minor units)", self.total_minor, self.currency)?;
+        writeln!(
+            f,
+            "total     {} {} (minor units)",
+            self.total_minor, self.currency
+        )?;
         writeln!(f, "timeline")?;
         for entry in &self.timeline {
             writeln!(

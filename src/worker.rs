@@ -95,7 +95,9 @@ impl Worker {
             };
             let inbound = match next {
                 Some(inbound) => inbound?,
-                None => return Err(anyhow::anyhow!("the broker closed the {stage} consumer").into()),
+                None => {
+                    return Err(anyhow::anyhow!("the broker closed the {stage} consumer").into());
+                }
             };
             if let Err(error) = self.process(&inbound).await {
                 let _ = stream.close().await;
@@ -294,7 +296,12 @@ async fn escalate(
     )
     .await
     .context("opening a review case")?;
-    warn!(case_id, reason = escalation.reason, role = escalation.role.as_str(), "escalated to review");
+    warn!(
+        case_id,
+        reason = escalation.reason,
+        role = escalation.role.as_str(),
+        "escalated to review"
+    );
     let opened = ReviewCaseOpened {
         case_id,
         order_id: order_id

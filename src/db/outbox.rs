@@ -2,7 +2,6 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
-use uuid::Uuid;
 
 use crate::envelope::WireEvent;
 
@@ -30,7 +29,7 @@ pub async fn insert(conn: &mut PgConnection, event: &WireEvent) -> sqlx::Result<
         "INSERT INTO outbox (event_id, order_id, routing_key, event_type, body, event_time, traceparent)
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
-    .bind(event.event_id)
+    .bind(&event.event_id)
     .bind(&event.order_id)
     .bind(&event.routing_key)
     .bind(&event.event_type)
@@ -42,11 +41,7 @@ pub async fn insert(conn: &mut PgConnection, event: &WireEvent) -> sqlx::Result<
 }
 
 /// Marks rows as published.
-pub async fn mark_sent(
-    conn: &mut PgConnection,
-    ids: &[i64],
-    by: Publisher,
-) -> sqlx::Result<()> {
+pub async fn mark_sent(conn: &mut PgConnection, ids: &[i64], by: Publisher) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE outbox SET sent_at = now(), sent_by = $2 WHERE id = ANY($1) AND sent_at IS NULL",
     )
@@ -76,7 +71,7 @@ pub async fn claim_unsent(
     rows.into_iter()
         .map(|row| {
             let event = WireEvent {
-                event_id: row.try_get::<Uuid, _>("event_id")?,
+                event_id: row.try_get("event_id")?,
                 order_id: row.try_get("order_id")?,
                 routing_key: row.try_get("routing_key")?,
                 event_type: row.try_get("event_type")?,

@@ -315,7 +315,10 @@ mod tests {
     fn types_round_trip_and_keys_are_distinct() {
         let mut keys = std::collections::HashSet::new();
         for t in EventType::ALL {
-            assert_eq!(EventType::from_cloudevents_type(t.cloudevents_type()), Some(t));
+            assert_eq!(
+                EventType::from_cloudevents_type(t.cloudevents_type()),
+                Some(t)
+            );
             assert!(keys.insert(t.routing_key()));
             assert_eq!(
                 t.cloudevents_type(),

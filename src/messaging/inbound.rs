@@ -4,8 +4,7 @@ use anyhow::Context;
 use futures_lite::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions,
-    BasicRejectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, Consumer};
@@ -85,12 +84,11 @@ pub struct InboundStream {
 
 impl InboundStream {
     /// Starts consuming `queue` on a new channel with `prefetch` unacknowledged deliveries.
-    pub async fn open(
-        connection: &Connection,
-        queue: &str,
-        prefetch: u16,
-    ) -> anyhow::Result<Self> {
-        let channel = connection.create_channel().await.context("opening a channel")?;
+    pub async fn open(connection: &Connection, queue: &str, prefetch: u16) -> anyhow::Result<Self> {
+        let channel = connection
+            .create_channel()
+            .await
+            .context("opening a channel")?;
         channel
             .basic_qos(prefetch, BasicQosOptions::default())
             .await

@@ -1,7 +1,7 @@
 //! Publishing events with publisher confirms.
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::Confirmation;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
 
@@ -88,12 +88,12 @@ impl Publisher {
                 }
                 Confirmation::Ack(Some(_returned)) => {
                     return Err(PublishError::Unroutable(
-                        event.event_id.to_string(),
+                        event.event_id.clone(),
                         event.routing_key.clone(),
                     ));
                 }
                 Confirmation::Nack(_) => {
-                    return Err(PublishError::Nacked(event.event_id.to_string()));
+                    return Err(PublishError::Nacked(event.event_id.clone()));
                 }
             }
         }
@@ -112,7 +112,7 @@ fn properties(event: &WireEvent) -> BasicProperties {
     BasicProperties::default()
         .with_content_type(CLOUDEVENTS_CONTENT_TYPE.into())
         .with_delivery_mode(2)
-        .with_message_id(event.event_id.to_string().into())
+        .with_message_id(event.event_id.as_str().into())
         .with_type(event.event_type.as_str().into())
         .with_correlation_id(event.order_id.as_str().into())
         .with_timestamp(u64::try_from(event.time.timestamp()).unwrap_or(0))

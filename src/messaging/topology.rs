@@ -59,7 +59,11 @@ impl Topology {
             .await
             .with_context(|| format!("declaring exchange {exchange}"))?;
         for stage in StageName::ALL {
-            let keys: Vec<&str> = stage.input_events().iter().map(|e| e.routing_key()).collect();
+            let keys: Vec<&str> = stage
+                .input_events()
+                .iter()
+                .map(|e| e.routing_key())
+                .collect();
             self.declare_queue(channel, &self.stage_queue(stage), &keys)
                 .await?;
         }
@@ -75,7 +79,10 @@ impl Topology {
         keys: &[&str],
     ) -> anyhow::Result<()> {
         let mut arguments = FieldTable::default();
-        arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        arguments.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
         channel
             .queue_declare(
                 queue.into(),
@@ -115,7 +122,10 @@ impl Topology {
                 .with_context(|| format!("deleting queue {queue}"))?;
         }
         channel
-            .exchange_delete(self.exchange().as_str().into(), ExchangeDeleteOptions::default())
+            .exchange_delete(
+                self.exchange().as_str().into(),
+                ExchangeDeleteOptions::default(),
+            )
             .await
             .context("deleting exchange")
     }

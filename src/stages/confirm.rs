@@ -65,8 +65,14 @@ async fn customer_answered(
     answer: CustomerConfirmation,
 ) -> Result<Handled, StageError> {
     let id = answer.order_id.as_str();
-    db::confirmations::insert(ctx.conn(), id, message_id, answer.outcome, answer.reason.as_deref())
-        .await?;
+    db::confirmations::insert(
+        ctx.conn(),
+        id,
+        message_id,
+        answer.outcome,
+        answer.reason.as_deref(),
+    )
+    .await?;
     match answer.outcome {
         ConfirmationOutcome::Accepted | ConfirmationOutcome::Delivered => {
             confirm_if_accepted(ctx, &answer.order_id).await
@@ -77,7 +83,10 @@ async fn customer_answered(
             } else {
                 "customer_query"
             },
-            format!("customer raised a {} on order {id}", answer.outcome.as_str()),
+            format!(
+                "customer raised a {} on order {id}",
+                answer.outcome.as_str()
+            ),
             Role::CustomerService,
         )
         .into()),

@@ -21,9 +21,9 @@ pub struct IncomingEvent {
 impl IncomingEvent {
     /// The typed payload; a payload that does not match its type is escalated.
     pub fn payload<P: EventPayload>(&self) -> Result<P, StageError> {
-        self.envelope.payload::<P>().map_err(|e| {
-            Escalation::new("invalid_payload", e.to_string(), Role::Operations).into()
-        })
+        self.envelope
+            .payload::<P>()
+            .map_err(|e| Escalation::new("invalid_payload", e.to_string(), Role::Operations).into())
     }
 
     /// The event's id.

@@ -21,13 +21,17 @@ pub struct DocumentSet {
 /// The documents an order needs. Numbering from gap-free sequences, rendering and hashing plug in
 /// here.
 pub fn documents_for(order: &Order) -> DocumentSet {
-    let documents = [("delivery_note", "DN"), ("packing_list", "PL"), ("invoice", "INV")]
-        .into_iter()
-        .map(|(kind, prefix)| DocumentRef {
-            kind: kind.into(),
-            number: format!("{prefix}-{}", order.order_id),
-        })
-        .collect();
+    let documents = [
+        ("delivery_note", "DN"),
+        ("packing_list", "PL"),
+        ("invoice", "INV"),
+    ]
+    .into_iter()
+    .map(|(kind, prefix)| DocumentRef {
+        kind: kind.into(),
+        number: format!("{prefix}-{}", order.order_id),
+    })
+    .collect();
     DocumentSet { documents }
 }
 

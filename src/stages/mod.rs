@@ -3,8 +3,8 @@
 //! that gives them the order, state transitions, the timeline and the outbox, all inside the one
 //! transaction the worker runs for the delivery.
 
-mod context;
 pub mod confirm;
+mod context;
 pub mod documents;
 pub mod handover;
 pub mod prepare;
@@ -94,7 +94,9 @@ impl fmt::Display for StageName {
 
 /// A stage name that does not exist.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown stage {0:?}; expected one of verify, prepare, documents, handover, confirm, revenue")]
+#[error(
+    "unknown stage {0:?}; expected one of verify, prepare, documents, handover, confirm, revenue"
+)]
 pub struct UnknownStage(pub String);
 
 impl FromStr for StageName {

@@ -72,7 +72,10 @@ async fn placed(ctx: &mut StageContext<'_>, order: Order) -> Result<Handled, Sta
         }
         return Err(Escalation::new(
             "duplicate_order_id",
-            format!("order {} already exists with different content", order.order_id),
+            format!(
+                "order {} already exists with different content",
+                order.order_id
+            ),
             Role::Supervisor,
         )
         .into());

@@ -1,0 +1,19 @@
+# The pipeline image: `fulfilment run` by default.
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY migrations ./migrations
+COPY config ./config
+RUN cargo build --release --locked
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/target/release/fulfilment /usr/local/bin/fulfilment
+COPY config /app/config
+WORKDIR /app
+USER 10001
+ENTRYPOINT ["fulfilment"]
+CMD ["run"]

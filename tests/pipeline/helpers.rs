@@ -1,0 +1,301 @@
+//! A test environment: its own database and namespace on the real Postgres and RabbitMQ, so
+//! tests run in parallel; pipelines started in-process; a simulated customer; a tap that records
+//! every event published; and waiting on outcomes with deadlines.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use fulfilment::client::Client;
+use fulfilment::db;
+use fulfilment::domain::Order;
+use fulfilment::domain::events::{ConfirmationOutcome, CustomerConfirmation, OrderHandedOver};
+use fulfilment::envelope::Envelope;
+use fulfilment::messaging::{self, InboundStream, Topology};
+use fulfilment::pipeline::{Pipeline, PipelineOptions};
+use fulfilment::settings::{SecretUrl, Settings};
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// How long a test waits for an outcome before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(90);
+
+/// One test's world.
+pub struct TestEnv {
+    pub settings: Settings,
+    pub pool: PgPool,
+    pub client: Client,
+    pub topology: Topology,
+    pipelines: Vec<Pipeline>,
+    helpers: Vec<JoinHandle<()>>,
+    extra_queues: Vec<String>,
+}
+
+impl TestEnv {
+    /// A fresh database and namespace, migrated and declared, with nothing running yet.
+    pub async fn new() -> Self {
+        let id = Uuid::new_v4().simple().to_string();
+        let mut settings = Settings::load().expect("settings load");
+        settings.amqp.namespace = format!("test-{}", &id[..12]);
+        settings.database.url = database_url(&settings, &format!("fulfilment_test_{}", &id[..12]));
+        settings.relay.interval_ms = 100;
+        settings.relay.grace_ms = 300;
+        db::create_if_missing(&settings.database)
+            .await
+            .expect("create database");
+        let pool = db::connect(&settings.database)
+            .await
+            .expect("connect database");
+        db::migrate(&pool).await.expect("migrate");
+        let client = Client::connect(&settings.amqp, "tests")
+            .await
+            .expect("connect broker");
+        let topology = Topology::new(&settings.amqp.namespace);
+        Self {
+            settings,
+            pool,
+            client,
+            topology,
+            pipelines: Vec::new(),
+            helpers: Vec::new(),
+            extra_queues: Vec::new(),
+        }
+    }
+
+    /// Starts a pipeline in this process with `options`.
+    pub async fn start_pipeline(&mut self, options: PipelineOptions) {
+        let pipeline = Pipeline::start(&self.settings, self.pool.clone(), options)
+            .await
+            .expect("start pipeline");
+        self.pipelines.push(pipeline);
+    }
+
+    /// Starts a simulated customer who accepts every order once it is handed over.
+    pub async fn start_customer(&mut self) {
+        let queue = self.bind_queue("customer", &["order.handed_over"]).await;
+        let connection = messaging::connect(&self.settings.amqp, "customer")
+            .await
+            .unwrap();
+        let mut stream = InboundStream::open(&connection, &queue, 100).await.unwrap();
+        let client = Client::connect(&self.settings.amqp, "tests/customer")
+            .await
+            .unwrap();
+        self.helpers.push(tokio::spawn(async move {
+            let _connection = connection;
+            // Like any well-behaved consumer, the customer deduplicates on the event id.
+            let mut seen = std::collections::HashSet::new();
+            while let Some(Ok(inbound)) = stream.next().await {
+                let (envelope, _) = Envelope::decode(inbound.body()).unwrap();
+                if !seen.insert(envelope.id.clone()) {
+                    inbound.ack().await.unwrap();
+                    continue;
+                }
+                let handed_over: OrderHandedOver = envelope.payload().unwrap();
+                let answer = CustomerConfirmation {
+                    order_id: handed_over.order_id,
+                    outcome: ConfirmationOutcome::Accepted,
+                    reason: None,
+                };
+                client.publish(&[answer]).await.unwrap();
+                inbound.ack().await.unwrap();
+            }
+        }));
+    }
+
+    /// Starts recording every event published on the exchange.
+    pub async fn start_tap(&mut self) -> Tap {
+        let queue = self.bind_queue("tap", &["#"]).await;
+        let connection = messaging::connect(&self.settings.amqp, "tap")
+            .await
+            .unwrap();
+        let mut stream = InboundStream::open(&connection, &queue, 500).await.unwrap();
+        let tap = Tap::default();
+        let events = tap.events.clone();
+        self.helpers.push(tokio::spawn(async move {
+            let _connection = connection;
+            while let Some(Ok(inbound)) = stream.next().await {
+                let (envelope, _) = Envelope::decode(inbound.body()).unwrap();
+                events
+                    .lock()
+                    .unwrap()
+                    .push((inbound.body().to_vec(), envelope));
+                inbound.ack().await.unwrap();
+            }
+        }));
+        tap
+    }
+
+    /// Declares a test-owned quorum queue bound to `keys`; it is deleted at teardown.
+    pub async fn bind_queue(&mut self, name: &str, keys: &[&str]) -> String {
+        let queue = format!("{}.test-{name}", self.settings.amqp.namespace);
+        let channel = self.client.connection().create_channel().await.unwrap();
+        self.topology
+            .declare_queue(&channel, &queue, keys)
+            .await
+            .unwrap();
+        channel.close(200, "ok".into()).await.unwrap();
+        self.extra_queues.push(queue.clone());
+        queue
+    }
+
+    /// Submits orders as `order.placed`.
+    pub async fn submit(&self, orders: &[Order]) {
+        self.client.submit(orders).await.expect("submit orders");
+    }
+
+    /// Waits until `check` returns `Some`, polling; fails the test at the deadline with `what`.
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            if let Some(value) = check().await {
+                return value;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until exactly `n` orders are completed and no outbox row is unsent.
+    pub async fn wait_completed(&self, n: i64) {
+        let pool = self.pool.clone();
+        self.wait_for(&format!("{n} completed orders"), || {
+            let pool = pool.clone();
+            async move {
+                let (done, unsent) = completion(&pool).await;
+                (done == n && unsent == 0).then_some(())
+            }
+        })
+        .await;
+    }
+
+    /// Stops everything and removes the test's queues and database.
+    pub async fn teardown(self) {
+        for pipeline in self.pipelines {
+            let _ = pipeline.shutdown().await;
+        }
+        for helper in self.helpers {
+            helper.abort();
+        }
+        let channel = self.client.connection().create_channel().await.unwrap();
+        for queue in &self.extra_queues {
+            let _ = channel
+                .queue_delete(queue.as_str().into(), Default::default())
+                .await;
+        }
+        let _ = self.topology.delete(&channel).await;
+        let _ = self.client.close().await;
+        self.pool.close().await;
+        let _ = db::drop_database(&self.settings.database).await;
+    }
+}
+
+/// Completed orders and unsent outbox rows.
+pub async fn completion(pool: &PgPool) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM orders WHERE state = 'completed'),
+                (SELECT count(*) FROM outbox WHERE sent_at IS NULL)",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Stage names in each order's timeline, by order id.
+pub async fn timelines(pool: &PgPool) -> HashMap<String, Vec<String>> {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT order_id, stage FROM stage_records ORDER BY id")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    for (order, stage) in rows {
+        map.entry(order).or_default().push(stage);
+    }
+    map
+}
+
+/// The six stages in pipeline order, as timelines list them.
+pub fn six_stages() -> Vec<String> {
+    [
+        "verify",
+        "prepare",
+        "documents",
+        "handover",
+        "confirm",
+        "revenue",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// An event as the tap saw it: the raw body and its decoded envelope.
+pub type Seen = (Vec<u8>, Envelope);
+
+/// Every event the tap saw.
+#[derive(Clone, Default)]
+pub struct Tap {
+    pub events: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Tap {
+    /// How many events of `ce_type` the tap saw for each order.
+    pub fn count_by_order(&self, ce_type: &str) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for (_, e) in self.events.lock().unwrap().iter() {
+            if e.event_type == ce_type {
+                *counts.entry(e.subject.clone()).or_default() += 1;
+            }
+        }
+        counts
+    }
+
+    /// The raw bodies of every event the tap saw about `order_id`.
+    pub fn bodies_for(&self, order_id: &str) -> Vec<(String, Vec<u8>)> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, e)| e.subject == order_id)
+            .map(|(raw, e)| (e.event_type.clone(), raw.clone()))
+            .collect()
+    }
+}
+
+/// `n` distinct valid orders with ids `<prefix>-<i>`.
+pub fn orders(prefix: &str, n: usize) -> Vec<Order> {
+    (0..n)
+        .map(|i| order(&format!("{prefix}-{i}"), i as i64))
+        .collect()
+}
+
+/// One valid order.
+pub fn order(id: &str, seed: i64) -> Order {
+    let json = serde_json::json!({
+        "order_id": id,
+        "customer_id": format!("CUST-{}", seed % 17),
+        "channel": "web",
+        "currency": "GBP",
+        "placed_at": Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap(),
+        "lines": [
+            {"sku": "MUG-BLUE", "quantity": 1 + seed % 3, "unit_price_minor": 1250},
+            {"sku": "TEA-EARLGREY-250G", "quantity": 1, "unit_price_minor": 699 + seed}
+        ]
+    });
+    serde_json::from_value(json).expect("valid test order")
+}
+
+fn database_url(settings: &Settings, name: &str) -> SecretUrl {
+    let mut url = url::Url::parse(settings.database.url.expose()).expect("database.url");
+    url.set_path(name);
+    SecretUrl::new(url.to_string())
+}
