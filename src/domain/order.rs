@@ -152,7 +152,6 @@ impl OrderLine {
 
 /// The order as it is written on the wire, before its rules are checked.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawOrder {
     order_id: OrderId,
     #[serde(default = "first_version")]
