@@ -22,8 +22,8 @@ const DEFAULTS: &str = include_str!("../config/default.toml");
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     /// A source could not be read or a value has the wrong type; the message names the key.
-    #[error("configuration is invalid")]
-    Load(#[from] config::ConfigError),
+    #[error("configuration is invalid: {0}")]
+    Load(config::ConfigError),
     /// A value has the right type but is not acceptable.
     #[error("configuration key `{key}`: expected {expected}")]
     Invalid {
@@ -41,6 +41,12 @@ pub enum EnvVars {
     Process,
     /// The given variables only (for tests and tools).
     Given(HashMap<String, String>),
+}
+
+impl From<config::ConfigError> for SettingsError {
+    fn from(error: config::ConfigError) -> Self {
+        SettingsError::Load(error)
+    }
 }
 
 /// All settings of a fulfilment process.
