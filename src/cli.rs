@@ -1,4 +1,5 @@
-//! The command line: `run`, `migrate`, `submit`, `confirm`, `status`.
+//! The command line: `run`, `migrate`, `seed`, `submit`, `amend`, `confirm`, `pay`, `status`,
+//! `documents`.
 
 use std::path::{Path, PathBuf};
 
@@ -7,12 +8,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::client::Client;
 use crate::db;
-use crate::domain::events::ConfirmationOutcome;
-use crate::domain::{Order, OrderId};
+use crate::domain::events::{ConfirmationOutcome, PaymentCaptured};
+use crate::domain::{Currency, Order, OrderId};
 use crate::pipeline::{Pipeline, PipelineOptions};
 use crate::settings::Settings;
 use crate::stages::StageName;
-use crate::{status, telemetry};
+use crate::{export, seed, status, telemetry};
 
 /// An order-fulfilment pipeline on RabbitMQ and Postgres.
 #[derive(Debug, Parser)]
@@ -42,6 +43,40 @@ pub enum Command {
     Submit {
         /// A JSON file holding one order or an array of orders.
         file: PathBuf,
+    },
+    /// Publish the changed order (JSON object) or orders (JSON array) in FILE as
+    /// `order.amended`; each must carry a higher `version` than the order has.
+    Amend {
+        /// A JSON file holding one order or an array of orders.
+        file: PathBuf,
+    },
+    /// Load reference data (customers, products, stock, agents, delivery terms) from a JSON or
+    /// TOML file into the database; existing records are updated.
+    Seed {
+        /// A `.json` or `.toml` reference-data file.
+        file: PathBuf,
+    },
+    /// Write an order's documents (delivery note, packing list, invoice, service record) as PDF.
+    Documents {
+        /// The order.
+        order_id: String,
+        /// Directory to write into (created if missing).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Publish a captured payment for an order as `payment.captured`.
+    Pay {
+        /// The order.
+        order_id: String,
+        /// Amount in minor units (pence, cents).
+        #[arg(long)]
+        amount_minor: i64,
+        /// ISO 4217 currency code.
+        #[arg(long)]
+        currency: String,
+        /// The payment provider's reference, unique per payment.
+        #[arg(long)]
+        reference: String,
     },
     /// Publish a customer's answer about an order as `customer.confirmation`.
     Confirm {
@@ -115,6 +150,54 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Status { order_id, json } => print_status(&settings, &order_id, json).await,
+        Command::Amend { file } => {
+            let orders = read_orders(&file)?;
+            let client = Client::connect(&settings.amqp, "fulfilment/cli").await?;
+            client.amend(&orders).await?;
+            client.close().await?;
+            println!("submitted {} amendment(s) as order.amended", orders.len());
+            Ok(())
+        }
+        Command::Seed { file } => {
+            let catalogue = seed::read(&file)?;
+            let pool = prepare_database(&settings).await?;
+            seed::apply(&pool, &catalogue).await?;
+            println!(
+                "loaded {} customers, {} products, {} stock levels, {} agents, {} delivery terms",
+                catalogue.customers.len(),
+                catalogue.products.len(),
+                catalogue.stock.len(),
+                catalogue.agents.len(),
+                catalogue.delivery_terms.len()
+            );
+            Ok(())
+        }
+        Command::Documents { order_id, out } => {
+            let pool = db::connect(&settings.database).await?;
+            for path in export::documents(&pool, &order_id, &out).await? {
+                println!("{}", path.display());
+            }
+            Ok(())
+        }
+        Command::Pay {
+            order_id,
+            amount_minor,
+            currency,
+            reference,
+        } => {
+            let payment = PaymentCaptured {
+                order_id: OrderId::parse(order_id)?,
+                payment_reference: reference,
+                amount_minor,
+                currency: Currency::parse(&currency)?,
+                captured_at: chrono::Utc::now(),
+            };
+            let client = Client::connect(&settings.amqp, "fulfilment/cli").await?;
+            let id = client.pay(payment).await?;
+            client.close().await?;
+            println!("published payment.captured {id}");
+            Ok(())
+        }
     }
 }
 

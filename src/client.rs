@@ -4,7 +4,9 @@
 use anyhow::Context;
 use lapin::Connection;
 
-use crate::domain::events::{ConfirmationOutcome, CustomerConfirmation, OrderPlaced};
+use crate::domain::events::{
+    ConfirmationOutcome, CustomerConfirmation, OrderAmended, OrderPlaced, PaymentCaptured,
+};
 use crate::domain::{EventPayload, Order, OrderId};
 use crate::envelope::WireEvent;
 use crate::messaging::{self, Publisher, Topology};
@@ -37,6 +39,25 @@ impl Client {
     pub async fn submit(&self, orders: &[Order]) -> anyhow::Result<Vec<String>> {
         let placed: Vec<OrderPlaced> = orders.iter().cloned().map(OrderPlaced::new).collect();
         self.publish(&placed).await
+    }
+
+    /// Publishes each order as `order.amended` (each must carry a higher version).
+    pub async fn amend(&self, orders: &[Order]) -> anyhow::Result<Vec<String>> {
+        let amended: Vec<OrderAmended> = orders
+            .iter()
+            .cloned()
+            .map(|order| OrderAmended {
+                order_id: order.order_id.clone(),
+                order,
+            })
+            .collect();
+        self.publish(&amended).await
+    }
+
+    /// Publishes a captured payment.
+    pub async fn pay(&self, payment: PaymentCaptured) -> anyhow::Result<String> {
+        let ids = self.publish(&[payment]).await?;
+        Ok(ids.into_iter().next().unwrap_or_default())
     }
 
     /// Publishes the customer's answer about an order.

@@ -6,17 +6,20 @@
 //!
 //! ## Module map
 //!
-//! - [`domain`]: orders, states and event payloads. No I/O.
+//! - [`domain`]: orders, reference data, states, documents, money and event payloads. No I/O.
+//! - [`render`]: documents as PDF.
 //! - [`envelope`]: the CloudEvents envelope and trace context every message travels in.
 //! - [`stages`]: one module per stage; the business of each stage, free of AMQP.
 //! - [`worker`]: runs a stage over its queue with the effectively-once rule (inbox, allowed
 //!   transition, record, outbox, commit, publish with confirms, ack).
 //! - [`relay`]: publishes outbox rows a crash left behind.
+//! - [`scheduler`]: turns due timers (deemed acceptance, revenue instalments) into events.
 //! - [`pipeline`]: starts and stops the workers and relay of one process.
 //! - [`messaging`]: everything AMQP: connection, topology, publisher, inbound deliveries.
 //! - [`db`]: everything SQL: migrations, inbox, outbox, orders, records, review cases.
 //! - [`client`]: publishing into the pipeline from outside (`submit`, `confirm`).
-//! - [`status`]: an order's state and timeline.
+//! - [`status`]: an order's state and timeline. [`export`]: an order's documents as files.
+//! - [`seed`]: loading reference data from a file.
 //! - [`settings`]: layered configuration. [`telemetry`]: logging. [`cli`]: the command line.
 
 pub mod cli;
@@ -24,9 +27,13 @@ pub mod client;
 pub mod db;
 pub mod domain;
 pub mod envelope;
+pub mod export;
 pub mod messaging;
 pub mod pipeline;
 pub mod relay;
+pub mod render;
+pub mod scheduler;
+pub mod seed;
 pub mod settings;
 pub mod stages;
 pub mod status;

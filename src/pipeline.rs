@@ -8,17 +8,17 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::messaging::{self, InboundStream, Publisher, Topology};
-use crate::relay;
 use crate::settings::Settings;
 use crate::stages::StageName;
 use crate::worker::{Faults, Worker, WorkerError};
+use crate::{relay, scheduler};
 
 /// What to run.
 #[derive(Clone)]
 pub struct PipelineOptions {
     /// The stages to run; several processes may run the same stage and compete for its queue.
     pub stages: Vec<StageName>,
-    /// Whether to run the outbox relay in this process.
+    /// Whether to run the outbox relay and the timer scheduler in this process.
     pub relay: bool,
     /// Faults to inject (tests only).
     pub faults: Faults,
@@ -62,7 +62,7 @@ impl Pipeline {
                 .await
                 .context("opening a publisher")?;
             let worker = Worker::new(
-                stage.build(),
+                stage.build(&settings.stages),
                 pool.clone(),
                 publisher,
                 options.faults.clone(),
@@ -79,11 +79,18 @@ impl Pipeline {
         }
         if options.relay {
             let publisher = Publisher::open(&connection, &topology).await?;
-            let (pool, relay_settings, token) =
+            let (relay_pool, relay_settings, token) =
                 (pool.clone(), settings.relay.clone(), shutdown.clone());
             tasks.spawn(async move {
-                let result = relay::run(pool, publisher, relay_settings, token).await;
+                let result = relay::run(relay_pool, publisher, relay_settings, token).await;
                 ("relay".to_owned(), result)
+            });
+            let publisher = Publisher::open(&connection, &topology).await?;
+            let (pool, timer_settings, token) =
+                (pool.clone(), settings.scheduler.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                let result = scheduler::run(pool, publisher, timer_settings, token).await;
+                ("scheduler".to_owned(), result)
             });
         }
         Ok(Self {
@@ -128,8 +135,12 @@ impl Pipeline {
                 }
             }
         }
-        if self.connection.status().connected() {
-            self.connection.close(200, "shutting down".into()).await?;
+        // Every task has finished (and acknowledged what it handled), so a connection that does
+        // not close cleanly loses nothing; the broker drops it either way.
+        if self.connection.status().connected()
+            && let Err(error) = self.connection.close(200, "shutting down".into()).await
+        {
+            tracing::debug!(%error, "closing the broker connection");
         }
         first_error.map_or(Ok(()), Err)
     }

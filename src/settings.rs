@@ -59,6 +59,10 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// The outbox relay.
     pub relay: RelaySettings,
+    /// The timer scheduler.
+    pub scheduler: SchedulerSettings,
+    /// Business settings of the stages.
+    pub stages: StageSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -95,6 +99,24 @@ pub struct RelaySettings {
     pub grace_ms: u64,
     /// Most rows published in one pass.
     pub batch_size: i64,
+}
+
+/// Timer scheduler settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerSettings {
+    /// Milliseconds between looks for due timers.
+    pub interval_ms: u64,
+}
+
+/// Business settings the stages apply.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSettings {
+    /// Delivery terms for orders that name none.
+    pub default_delivery_terms: String,
+    /// Seconds the customer has to answer after handover before the order is deemed accepted.
+    pub acceptance_window_secs: u64,
 }
 
 /// Logging settings.
@@ -225,6 +247,18 @@ impl Settings {
         }
         if self.relay.batch_size < 1 {
             return invalid("relay.batch_size", "a number of at least 1");
+        }
+        if self.scheduler.interval_ms == 0 {
+            return invalid("scheduler.interval_ms", "a number of milliseconds above 0");
+        }
+        if self.stages.default_delivery_terms.trim().is_empty() {
+            return invalid("stages.default_delivery_terms", "a delivery terms code");
+        }
+        if self.stages.acceptance_window_secs == 0 {
+            return invalid(
+                "stages.acceptance_window_secs",
+                "a number of seconds above 0",
+            );
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             return invalid("log.filter", "a tracing filter directive such as \"info\"");

@@ -36,7 +36,7 @@ pub async fn load(pool: &PgPool, order_id: &str) -> anyhow::Result<Option<OrderS
         order_id: order_id.to_owned(),
         state: stored.state.to_string(),
         version: stored.order.version,
-        total_minor: stored.order.total_minor().unwrap_or_default(),
+        total_minor: stored.order.lines_total_minor().unwrap_or_default(),
         currency: stored.order.currency.to_string(),
         timeline,
     }))

@@ -25,7 +25,9 @@ use crate::domain::events::ReviewCaseOpened;
 use crate::domain::{EventType, OrderId};
 use crate::envelope::{Envelope, EnvelopeError, TraceParent, WireEvent};
 use crate::messaging::{Inbound, InboundStream, Publisher};
-use crate::stages::{Escalation, IncomingEvent, Role, Stage, StageContext, StageError, StageName};
+use crate::stages::{
+    Escalation, Handled, IncomingEvent, Role, Stage, StageContext, StageError, StageName,
+};
 
 /// How long a worker waits before returning a delivery that failed for a transient reason.
 const TRANSIENT_BACKOFF: Duration = Duration::from_millis(500);
@@ -59,6 +61,9 @@ pub struct Worker {
     publisher: Publisher,
     faults: Faults,
 }
+
+/// What a stage emitted, and the refusal it made, if any.
+type StageOutput = (Vec<(i64, WireEvent)>, Option<Escalation>);
 
 /// What happened to one delivery inside its transaction.
 enum Committed {
@@ -184,7 +189,13 @@ impl Worker {
                     event_type,
                 };
                 match self.run_stage(&mut tx, key, trace, &event).await? {
-                    Ok(emitted) => Ok(emitted),
+                    Ok((emitted, None)) => Ok(emitted),
+                    Ok((mut emitted, Some(refusal))) => {
+                        let case =
+                            escalate(&mut tx, stage, inbound, order_id, &refusal, trace).await?;
+                        emitted.push(case);
+                        Ok(emitted)
+                    }
                     Err(StageError::Escalate(escalation)) => Err(escalation),
                     Err(StageError::Transient(error)) => return Ok(Committed::Retry(error)),
                 }
@@ -201,23 +212,28 @@ impl Worker {
         Ok(Committed::Emitted(emitted))
     }
 
-    /// Runs the stage inside a savepoint, so an escalation can undo its partial work.
+    /// Runs the stage inside a savepoint, so an escalation can undo its partial work. A business
+    /// refusal keeps the stage's work (its record of the refusal) and is returned alongside.
     async fn run_stage(
         &self,
         conn: &mut PgConnection,
         key: &str,
         trace: Option<TraceParent>,
         event: &IncomingEvent,
-    ) -> anyhow::Result<Result<Vec<(i64, WireEvent)>, StageError>> {
+    ) -> anyhow::Result<Result<StageOutput, StageError>> {
         let mut savepoint = conn.begin().await?;
         let mut ctx = StageContext::new(&mut savepoint, self.stage.name(), key.to_owned(), trace);
         let result = self.stage.handle(&mut ctx, event).await;
         let emitted = ctx.into_emitted();
         match result {
+            Ok(Handled::Escalated(refusal)) => {
+                savepoint.commit().await?;
+                Ok(Ok((emitted, Some(refusal))))
+            }
             Ok(handled) => {
                 savepoint.commit().await?;
                 tracing::info!(?handled, "handled");
-                Ok(Ok(emitted))
+                Ok(Ok((emitted, None)))
             }
             Err(error) => {
                 savepoint.rollback().await?;

@@ -25,16 +25,37 @@ pub async fn insert(
     Ok(())
 }
 
-/// The id of the first message in which the customer accepted the order or confirmed receipt.
+/// The id of the first message in which the customer accepted the order.
 pub async fn first_acceptance(
     conn: &mut PgConnection,
     order_id: &str,
 ) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar(
         "SELECT message_id FROM customer_confirmations
-         WHERE order_id = $1 AND outcome IN ('accepted', 'delivered') ORDER BY id LIMIT 1",
+         WHERE order_id = $1 AND outcome = 'accepted' ORDER BY id LIMIT 1",
     )
     .bind(order_id)
     .fetch_optional(conn)
     .await
+}
+
+/// Every answer about an order, oldest first: (message id, outcome).
+pub async fn for_order(
+    conn: &mut PgConnection,
+    order_id: &str,
+) -> sqlx::Result<Vec<(String, ConfirmationOutcome)>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT message_id, outcome FROM customer_confirmations WHERE order_id = $1 ORDER BY id",
+    )
+    .bind(order_id)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, outcome)| {
+            serde_json::from_value(serde_json::Value::String(outcome))
+                .ok()
+                .map(|o| (id, o))
+        })
+        .collect())
 }

@@ -4,11 +4,16 @@
 //! stage uses for a delivery.
 
 pub mod confirmations;
+pub mod documents;
 pub mod inbox;
+pub mod ledger;
 pub mod orders;
 pub mod outbox;
 pub mod records;
+pub mod reference;
 pub mod review;
+pub mod stock;
+pub mod timers;
 
 use std::time::Duration;
 

@@ -27,7 +27,7 @@ pub async fn lock(conn: &mut PgConnection, order_id: &str) -> sqlx::Result<()> {
 
 /// Inserts a newly placed order. Returns false if an order with that id already exists.
 pub async fn insert_placed(conn: &mut PgConnection, order: &Order) -> sqlx::Result<bool> {
-    let total = order.total_minor().unwrap_or(i64::MAX);
+    let total = order.lines_total_minor().unwrap_or(i64::MAX);
     let inserted = sqlx::query(
         "INSERT INTO orders (order_id, state, version, customer_id, currency, total_minor, body)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (order_id) DO NOTHING",
@@ -42,6 +42,45 @@ pub async fn insert_placed(conn: &mut PgConnection, order: &Order) -> sqlx::Resu
     .execute(conn)
     .await?;
     Ok(inserted.rows_affected() == 1)
+}
+
+/// Keeps a version of an order in its history. A version already kept is left as it was.
+pub async fn insert_version(conn: &mut PgConnection, order: &Order) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO order_versions (order_id, version, body) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(order.order_id.as_str())
+    .bind(i32::try_from(order.version).unwrap_or(i32::MAX))
+    .bind(sqlx::types::Json(order))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Replaces an order with its amended version and moves it from `from` to `to`. Returns false
+/// if it was not in `from`.
+pub async fn amend(
+    conn: &mut PgConnection,
+    order: &Order,
+    from: OrderState,
+    to: OrderState,
+) -> sqlx::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE orders SET body = $2, version = $3, total_minor = $4, currency = $5, state = $7,
+           updated_at = now()
+         WHERE order_id = $1 AND state = $6",
+    )
+    .bind(order.order_id.as_str())
+    .bind(sqlx::types::Json(order))
+    .bind(i32::try_from(order.version).unwrap_or(i32::MAX))
+    .bind(order.lines_total_minor().unwrap_or(i64::MAX))
+    .bind(order.currency.as_str())
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .execute(conn)
+    .await?;
+    Ok(updated.rows_affected() == 1)
 }
 
 /// Loads an order.

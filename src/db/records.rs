@@ -60,3 +60,35 @@ pub async fn timeline(conn: &mut PgConnection, order_id: &str) -> sqlx::Result<V
     .fetch_all(conn)
     .await
 }
+
+/// The detail of the latest record `stage` wrote for an order.
+pub async fn latest_detail(
+    conn: &mut PgConnection,
+    order_id: &str,
+    stage: &str,
+) -> sqlx::Result<Option<serde_json::Value>> {
+    sqlx::query_scalar(
+        "SELECT detail FROM stage_records WHERE order_id = $1 AND stage = $2 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(order_id)
+    .bind(stage)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Whether `stage` already wrote a record with exactly this detail for the order.
+pub async fn has_record(
+    conn: &mut PgConnection,
+    order_id: &str,
+    stage: &str,
+    detail: &serde_json::Value,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM stage_records WHERE order_id = $1 AND stage = $2 AND detail = $3)",
+    )
+    .bind(order_id)
+    .bind(stage)
+    .bind(detail)
+    .fetch_one(conn)
+    .await
+}

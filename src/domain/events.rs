@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::catalogue::{OwnershipPasses, RecognitionPoint, Relation};
 use super::order::{Currency, Order, OrderId};
 
 /// Every event type the pipeline knows.
@@ -30,6 +31,16 @@ pub enum EventType {
     CustomerConfirmation,
     /// The customer accepted the order.
     OrderCustomerConfirmed,
+    /// The customer received the order.
+    OrderDelivered,
+    /// The window for the customer's answer has passed (a timer).
+    AcceptanceDue,
+    /// Products a satisfied customer may want next.
+    SalesOpportunity,
+    /// A payment was captured against the order.
+    PaymentCaptured,
+    /// An instalment of a service's revenue is due (a timer).
+    InstalmentDue,
     /// Revenue recognised for the order.
     RevenueRecognised,
     /// A case opened on the human-review queue.
@@ -38,7 +49,7 @@ pub enum EventType {
 
 impl EventType {
     /// Every event type.
-    pub const ALL: [EventType; 10] = [
+    pub const ALL: [EventType; 15] = [
         EventType::OrderPlaced,
         EventType::OrderAmended,
         EventType::OrderVerified,
@@ -47,6 +58,11 @@ impl EventType {
         EventType::OrderHandedOver,
         EventType::CustomerConfirmation,
         EventType::OrderCustomerConfirmed,
+        EventType::OrderDelivered,
+        EventType::AcceptanceDue,
+        EventType::SalesOpportunity,
+        EventType::PaymentCaptured,
+        EventType::InstalmentDue,
         EventType::RevenueRecognised,
         EventType::ReviewCaseOpened,
     ];
@@ -62,6 +78,11 @@ impl EventType {
             EventType::OrderHandedOver => "order.handed_over",
             EventType::CustomerConfirmation => "customer.confirmation",
             EventType::OrderCustomerConfirmed => "order.customer_confirmed",
+            EventType::OrderDelivered => "order.delivered",
+            EventType::AcceptanceDue => "order.acceptance_due",
+            EventType::SalesOpportunity => "sales.opportunity",
+            EventType::PaymentCaptured => "payment.captured",
+            EventType::InstalmentDue => "revenue.instalment_due",
             EventType::RevenueRecognised => "revenue.recognised",
             EventType::ReviewCaseOpened => "review.case_opened",
         }
@@ -78,6 +99,11 @@ impl EventType {
             EventType::OrderHandedOver => "fulfilment.order.handed_over.v1",
             EventType::CustomerConfirmation => "fulfilment.customer.confirmation.v1",
             EventType::OrderCustomerConfirmed => "fulfilment.order.customer_confirmed.v1",
+            EventType::OrderDelivered => "fulfilment.order.delivered.v1",
+            EventType::AcceptanceDue => "fulfilment.order.acceptance_due.v1",
+            EventType::SalesOpportunity => "fulfilment.sales.opportunity.v1",
+            EventType::PaymentCaptured => "fulfilment.payment.captured.v1",
+            EventType::InstalmentDue => "fulfilment.revenue.instalment_due.v1",
             EventType::RevenueRecognised => "fulfilment.revenue.recognised.v1",
             EventType::ReviewCaseOpened => "fulfilment.review.case_opened.v1",
         }
@@ -169,13 +195,46 @@ pub struct PickLine {
     pub quantity: u32,
 }
 
-/// `goods.prepared`: the pick list for the warehouse.
+/// A service booked into a delivery slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSlot {
+    /// The service.
+    pub sku: String,
+    /// How many.
+    pub quantity: u32,
+    /// When it will be delivered (UTC).
+    pub scheduled_for: DateTime<Utc>,
+}
+
+/// A preparation check done for a product.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreparationCheck {
+    /// The product.
+    pub sku: String,
+    /// The check, such as `inspected` or `packaged`.
+    pub check: String,
+}
+
+/// `goods.prepared`: stock allocated and checks done; the pick list for the warehouse.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GoodsPrepared {
     /// The order.
     pub order_id: OrderId,
-    /// What to pick.
+    /// The order version prepared.
+    #[serde(default = "v1")]
+    pub version: u32,
+    /// Goods to pick.
     pub pick_list: Vec<PickLine>,
+    /// Services booked.
+    #[serde(default)]
+    pub service_slots: Vec<ServiceSlot>,
+    /// The preparation checks recorded.
+    #[serde(default)]
+    pub checks: Vec<PreparationCheck>,
+}
+
+fn v1() -> u32 {
+    1
 }
 payload!(GoodsPrepared, EventType::GoodsPrepared);
 
@@ -186,6 +245,9 @@ pub struct DocumentRef {
     pub kind: String,
     /// Its number.
     pub number: String,
+    /// SHA-256 of its PDF, hex.
+    #[serde(default)]
+    pub sha256: String,
 }
 
 /// `documents.generated`: the handover documents exist.
@@ -193,6 +255,9 @@ pub struct DocumentRef {
 pub struct DocumentsGenerated {
     /// The order.
     pub order_id: OrderId,
+    /// The order version the documents are for.
+    #[serde(default = "v1")]
+    pub version: u32,
     /// The documents.
     pub documents: Vec<DocumentRef>,
 }
@@ -203,12 +268,31 @@ payload!(DocumentsGenerated, EventType::DocumentsGenerated);
 pub struct OrderHandedOver {
     /// The order.
     pub order_id: OrderId,
-    /// Who carries it.
+    /// The order version handed over.
+    #[serde(default = "v1")]
+    pub version: u32,
+    /// Who carries it (goods).
     pub carrier: String,
-    /// The carrier's tracking reference.
+    /// The carrier's tracking reference (goods).
     pub tracking_reference: String,
     /// When it was handed over (UTC).
     pub handed_over_at: DateTime<Utc>,
+    /// The delivery terms' code.
+    #[serde(default)]
+    pub delivery_terms: String,
+    /// When ownership and risk pass under those terms.
+    #[serde(default = "on_dispatch")]
+    pub ownership_passes: OwnershipPasses,
+    /// When they passed, if they have (on dispatch: now; on delivery: later).
+    #[serde(default)]
+    pub ownership_passed_at: Option<DateTime<Utc>>,
+    /// Services delivered with this handover (their delivery records).
+    #[serde(default)]
+    pub services_delivered: Vec<ServiceSlot>,
+}
+
+fn on_dispatch() -> OwnershipPasses {
+    OwnershipPasses::OnDispatch
 }
 payload!(OrderHandedOver, EventType::OrderHandedOver);
 
@@ -273,19 +357,120 @@ pub struct OrderCustomerConfirmed {
 }
 payload!(OrderCustomerConfirmed, EventType::OrderCustomerConfirmed);
 
-/// `revenue.recognised`: revenue recognised for an order.
+/// `order.delivered`: the customer confirmed receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderDelivered {
+    /// The order.
+    pub order_id: OrderId,
+    /// When it was delivered (UTC).
+    pub delivered_at: DateTime<Utc>,
+}
+payload!(OrderDelivered, EventType::OrderDelivered);
+
+/// `order.acceptance_due`: the acceptance window passed (published by the scheduler).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptanceDue {
+    /// The order.
+    pub order_id: OrderId,
+    /// When the window closed (UTC).
+    pub due_at: DateTime<Utc>,
+}
+payload!(AcceptanceDue, EventType::AcceptanceDue);
+
+/// A product suggested to a satisfied customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suggestion {
+    /// The suggested product.
+    pub sku: String,
+    /// Cross-sell or up-sell.
+    pub relation: Relation,
+    /// The product bought that it relates to.
+    pub because_of: String,
+}
+
+/// `sales.opportunity`: products a satisfied customer has not bought yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SalesOpportunity {
+    /// The order that satisfied the customer.
+    pub order_id: OrderId,
+    /// The customer's id (no other personal data).
+    pub customer_id: String,
+    /// What to offer.
+    pub suggestions: Vec<Suggestion>,
+}
+payload!(SalesOpportunity, EventType::SalesOpportunity);
+
+/// `payment.captured`: money received against an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentCaptured {
+    /// The order.
+    pub order_id: OrderId,
+    /// The payment provider's reference, unique per payment.
+    pub payment_reference: String,
+    /// Amount captured, minor units.
+    pub amount_minor: i64,
+    /// Currency.
+    pub currency: Currency,
+    /// When (UTC).
+    pub captured_at: DateTime<Utc>,
+}
+payload!(PaymentCaptured, EventType::PaymentCaptured);
+
+/// `revenue.instalment_due`: an instalment of a service's revenue is due (scheduler).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstalmentDue {
+    /// The order.
+    pub order_id: OrderId,
+    /// The order line, from 0.
+    pub line_no: u32,
+    /// The instalment, from 1.
+    pub instalment: u32,
+    /// When it fell due (UTC).
+    pub due_at: DateTime<Utc>,
+}
+payload!(InstalmentDue, EventType::InstalmentDue);
+
+/// One line's part of a recognition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecognisedLine {
+    /// The order line, from 0.
+    pub line_no: u32,
+    /// The product.
+    pub sku: String,
+    /// 0 for a whole line, else the instalment number of a service over a period.
+    pub instalment: u32,
+    /// Net revenue recognised, minor units.
+    pub amount_minor: i64,
+    /// Tax on it, minor units (not revenue).
+    pub tax_minor: i64,
+}
+
+/// `revenue.recognised`: revenue recognised for some lines of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevenueRecognised {
     /// The order.
     pub order_id: OrderId,
-    /// Amount recognised, in minor units.
+    /// The lines recognised.
+    #[serde(default)]
+    pub lines: Vec<RecognisedLine>,
+    /// Net amount recognised, minor units.
     pub amount_minor: i64,
-    /// Currency of the amount.
+    /// Tax on it, minor units.
+    #[serde(default)]
+    pub tax_minor: i64,
+    /// Currency.
     pub currency: Currency,
+    /// The recognition point reached.
+    #[serde(default = "on_acceptance")]
+    pub basis: RecognitionPoint,
     /// When control passed to the customer (UTC).
     pub control_passed_at: DateTime<Utc>,
     /// Ids of the events that evidence the recognition point.
     pub evidence_event_ids: Vec<String>,
+}
+
+fn on_acceptance() -> RecognitionPoint {
+    RecognitionPoint::OnAcceptance
 }
 payload!(RevenueRecognised, EventType::RevenueRecognised);
 

@@ -132,6 +132,33 @@ pub enum Channel {
     Social,
 }
 
+impl Channel {
+    /// Whether an agent in the contact centre took the order (phone, chat, social).
+    pub fn is_contact_centre(self) -> bool {
+        !matches!(self, Channel::Web)
+    }
+}
+
+/// How the customer's identity was confirmed for this order: the method and its result, never
+/// the secrets (answers to security questions are not part of an order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityCheck {
+    /// How, such as `security_questions`, `one_time_passcode`, `signed_in_session`.
+    pub method: String,
+    /// What the check found.
+    pub result: IdentityResult,
+}
+
+/// The result of an identity check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityResult {
+    /// The customer is who they say.
+    Passed,
+    /// The check failed.
+    Failed,
+}
+
 /// One line of an order: a product, how many, and the price per unit in minor units.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderLine {
@@ -161,6 +188,14 @@ struct RawOrder {
     currency: Currency,
     lines: Vec<OrderLine>,
     placed_at: DateTime<Utc>,
+    #[serde(default)]
+    agent_id: Option<String>,
+    #[serde(default)]
+    identity_check: Option<IdentityCheck>,
+    #[serde(default)]
+    delivery_terms: Option<String>,
+    #[serde(default)]
+    total_minor: Option<i64>,
 }
 
 fn first_version() -> u32 {
@@ -187,6 +222,18 @@ pub struct Order {
     pub lines: Vec<OrderLine>,
     /// When the customer placed the order (UTC).
     pub placed_at: DateTime<Utc>,
+    /// The contact-centre agent who took the order, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// How the customer's identity was confirmed (required for contact-centre channels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_check: Option<IdentityCheck>,
+    /// The delivery terms' code; the default terms apply when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_terms: Option<String>,
+    /// The total the placing system computed; checked against the lines when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_minor: Option<i64>,
 }
 
 impl TryFrom<RawOrder> for Order {
@@ -217,15 +264,19 @@ impl TryFrom<RawOrder> for Order {
             currency: raw.currency,
             lines: raw.lines,
             placed_at: raw.placed_at,
+            agent_id: raw.agent_id,
+            identity_check: raw.identity_check,
+            delivery_terms: raw.delivery_terms,
+            total_minor: raw.total_minor,
         };
-        order.total_minor().ok_or(OrderError::TotalOverflow)?;
+        order.lines_total_minor().ok_or(OrderError::TotalOverflow)?;
         Ok(order)
     }
 }
 
 impl Order {
-    /// The order's total in minor units, or `None` if it overflows.
-    pub fn total_minor(&self) -> Option<i64> {
+    /// The order's total in minor units computed from its lines, or `None` if it overflows.
+    pub fn lines_total_minor(&self) -> Option<i64> {
         self.lines
             .iter()
             .try_fold(0i64, |sum, line| sum.checked_add(line.total_minor()?))
@@ -251,7 +302,7 @@ mod tests {
     fn parses_a_valid_order_and_totals_it() {
         let order: Order = serde_json::from_value(sample()).unwrap();
         assert_eq!(order.version, 1);
-        assert_eq!(order.total_minor(), Some(2500));
+        assert_eq!(order.lines_total_minor(), Some(2500));
     }
 
     #[test]

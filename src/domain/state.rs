@@ -50,6 +50,11 @@ impl OrderState {
         }
     }
 
+    /// Whether an amendment may still change an order in this state: only before handover.
+    pub fn can_amend(self) -> bool {
+        self < OrderState::HandedOver
+    }
+
     /// Whether an order may move from `self` to `to`: only one step forward along the pipeline.
     pub fn can_move_to(self, to: OrderState) -> bool {
         let (from, to) = (self as usize, to as usize);
@@ -90,6 +95,12 @@ mod tests {
         assert!(!Placed.can_move_to(Prepared));
         assert!(!Prepared.can_move_to(Verified));
         assert!(!Completed.can_move_to(Completed));
+    }
+
+    #[test]
+    fn amendments_stop_at_handover() {
+        assert!(Placed.can_amend() && Prepared.can_amend() && DocumentsGenerated.can_amend());
+        assert!(!HandedOver.can_amend() && !Completed.can_amend());
     }
 
     #[test]

@@ -121,17 +121,33 @@ impl InboundStream {
     }
 
     /// Stops taking deliveries and closes the channel; unacknowledged ones go back to the queue.
+    /// A channel the broker or lapin is already closing is left to finish closing.
     pub async fn close(self) -> anyhow::Result<()> {
         if self.channel.status().connected() {
             self.channel
                 .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())
                 .await
                 .context("cancelling the consumer")?;
-            self.channel
-                .close(200, "shutting down".into())
-                .await
-                .context("closing the channel")?;
+        }
+        if self.channel.status().connected() {
+            match self.channel.close(200, "shutting down".into()).await {
+                Ok(()) => {}
+                Err(e) if already_closing(&e) => {}
+                Err(e) => return Err(anyhow::Error::new(e).context("closing the channel")),
+            }
         }
         Ok(())
     }
+}
+
+/// Whether an error only says the channel is already closing or closed (lapin closes a channel
+/// by itself when the last handle to it is dropped).
+fn already_closing(error: &lapin::Error) -> bool {
+    matches!(
+        error.kind(),
+        lapin::ErrorKind::InvalidChannelState(
+            lapin::ChannelState::Closing | lapin::ChannelState::Closed,
+            _
+        )
+    )
 }

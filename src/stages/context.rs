@@ -82,10 +82,10 @@ impl<'t> StageContext<'t> {
             })
     }
 
-    /// Moves the order to `to`, which must be the next state. An order already at or past `to`
-    /// gives [`Handled::AlreadyDone`]; an order not yet ready for it is escalated.
-    pub async fn advance(
-        &mut self,
+    /// Whether the order can move to `to` now: `Ok(None)` if so, `Ok(Some(AlreadyDone))` if it
+    /// is at or past `to`, an escalation if it is not ready for it.
+    pub fn readiness(
+        &self,
         order: &StoredOrder,
         to: OrderState,
     ) -> Result<Option<Handled>, StageError> {
@@ -101,6 +101,20 @@ impl<'t> StageContext<'t> {
             )
             .into());
         }
+        Ok(None)
+    }
+
+    /// Moves the order to `to`, which must be the next state. An order already at or past `to`
+    /// gives [`Handled::AlreadyDone`]; an order not yet ready for it is escalated.
+    pub async fn advance(
+        &mut self,
+        order: &StoredOrder,
+        to: OrderState,
+    ) -> Result<Option<Handled>, StageError> {
+        if let Some(done) = self.readiness(order, to)? {
+            return Ok(Some(done));
+        }
+        let from = order.state;
         let id = order.order.order_id.as_str();
         if !db::orders::set_state(self.conn, id, from, to).await? {
             return Err(StageError::Transient(anyhow::anyhow!(
@@ -155,6 +169,23 @@ impl<'t> StageContext<'t> {
         self.record(&order.order.order_id, to, detail).await?;
         self.emit(next).await?;
         Ok(Handled::Advanced)
+    }
+
+    /// Refuses the order: records the refusal in its timeline (the state does not change) and
+    /// returns the escalation for a review case.
+    pub async fn refuse(
+        &mut self,
+        order_id: &OrderId,
+        state: OrderState,
+        escalation: Escalation,
+    ) -> Result<Handled, StageError> {
+        let detail = serde_json::json!({
+            "refused": escalation.reason,
+            "detail": escalation.detail,
+            "role": escalation.role.as_str(),
+        });
+        self.record(order_id, state, &detail).await?;
+        Ok(Handled::Escalated(escalation))
     }
 
     /// The events emitted so far, with their outbox row ids.

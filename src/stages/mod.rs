@@ -20,6 +20,7 @@ use async_trait::async_trait;
 pub use context::{IncomingEvent, StageContext};
 
 use crate::domain::EventType;
+use crate::settings::StageSettings;
 
 /// The stages, in pipeline order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -68,19 +69,30 @@ impl StageName {
             StageName::Prepare => &[EventType::OrderVerified],
             StageName::Documents => &[EventType::GoodsPrepared],
             StageName::Handover => &[EventType::DocumentsGenerated],
-            StageName::Confirm => &[EventType::OrderHandedOver, EventType::CustomerConfirmation],
-            StageName::Revenue => &[EventType::OrderCustomerConfirmed],
+            StageName::Confirm => &[
+                EventType::OrderHandedOver,
+                EventType::CustomerConfirmation,
+                EventType::AcceptanceDue,
+            ],
+            StageName::Revenue => &[
+                EventType::OrderVerified,
+                EventType::OrderHandedOver,
+                EventType::OrderDelivered,
+                EventType::OrderCustomerConfirmed,
+                EventType::InstalmentDue,
+                EventType::PaymentCaptured,
+            ],
         }
     }
 
     /// The stage's implementation.
-    pub fn build(self) -> Arc<dyn Stage> {
+    pub fn build(self, settings: &StageSettings) -> Arc<dyn Stage> {
         match self {
-            StageName::Verify => Arc::new(verify::Verify),
+            StageName::Verify => Arc::new(verify::Verify::new(settings)),
             StageName::Prepare => Arc::new(prepare::Prepare),
-            StageName::Documents => Arc::new(documents::Documents),
-            StageName::Handover => Arc::new(handover::Handover),
-            StageName::Confirm => Arc::new(confirm::Confirm),
+            StageName::Documents => Arc::new(documents::Documents::new(settings)),
+            StageName::Handover => Arc::new(handover::Handover::new(settings)),
+            StageName::Confirm => Arc::new(confirm::Confirm::new(settings)),
             StageName::Revenue => Arc::new(revenue::Revenue),
         }
     }
@@ -183,14 +195,19 @@ impl From<Escalation> for StageError {
 }
 
 /// What a stage did with an event it handled without error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handled {
     /// The order advanced.
     Advanced,
     /// Recorded; the order waits for something else (such as the customer's answer).
     Waiting,
-    /// Nothing to do: the order is already past this point.
+    /// Nothing to do: the order is already past this point, or the event is about an older
+    /// version of the order.
     AlreadyDone,
+    /// The stage refused the order for a business reason. What the stage recorded is kept (the
+    /// refusal is in the order's timeline) and a review case is opened for a person with the
+    /// escalation's role.
+    Escalated(Escalation),
 }
 
 /// A stage of the pipeline.

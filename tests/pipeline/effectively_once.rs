@@ -45,8 +45,8 @@ async fn every_message_delivered_twice_has_one_effect() {
     let originals = tap.bodies_for("TWICE-1");
     assert_eq!(
         originals.len(),
-        8,
-        "placed, 5 stage events, the customer's answer, revenue"
+        9,
+        "placed, 5 stage events, the customer's answer, the sales opportunity, revenue"
     );
     let again: Vec<WireEvent> = originals
         .into_iter()

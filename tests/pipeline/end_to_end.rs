@@ -43,6 +43,6 @@ async fn two_hundred_orders_each_complete_once_with_one_record_per_stage_in_orde
     assert_eq!(status.state, "completed");
     let stages: Vec<_> = status.timeline.iter().map(|e| e.stage.clone()).collect();
     assert_eq!(stages, six_stages());
-    assert_eq!(status.total_minor, orders[7].total_minor().unwrap());
+    assert_eq!(status.total_minor, orders[7].lines_total_minor().unwrap());
     env.teardown().await;
 }

@@ -4,18 +4,19 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use fulfilment::client::Client;
-use fulfilment::db;
 use fulfilment::domain::Order;
 use fulfilment::domain::events::{ConfirmationOutcome, CustomerConfirmation, OrderHandedOver};
 use fulfilment::envelope::Envelope;
 use fulfilment::messaging::{self, InboundStream, Topology};
 use fulfilment::pipeline::{Pipeline, PipelineOptions};
 use fulfilment::settings::{SecretUrl, Settings};
+use fulfilment::{db, seed};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -35,14 +36,23 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
-    /// A fresh database and namespace, migrated and declared, with nothing running yet.
+    /// A fresh database and namespace, migrated, seeded with `examples/catalogue.json` and
+    /// declared, with nothing running yet.
     pub async fn new() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    /// Like [`TestEnv::new`], with settings changed by `tweak`.
+    pub async fn with(tweak: impl FnOnce(&mut Settings)) -> Self {
         let id = Uuid::new_v4().simple().to_string();
         let mut settings = Settings::load().expect("settings load");
         settings.amqp.namespace = format!("test-{}", &id[..12]);
         settings.database.url = database_url(&settings, &format!("fulfilment_test_{}", &id[..12]));
         settings.relay.interval_ms = 100;
         settings.relay.grace_ms = 300;
+        settings.scheduler.interval_ms = 100;
+        settings.stages.acceptance_window_secs = 86_400;
+        tweak(&mut settings);
         db::create_if_missing(&settings.database)
             .await
             .expect("create database");
@@ -50,6 +60,8 @@ impl TestEnv {
             .await
             .expect("connect database");
         db::migrate(&pool).await.expect("migrate");
+        let catalogue = seed::read(Path::new("examples/catalogue.json")).expect("sample catalogue");
+        seed::apply(&pool, &catalogue).await.expect("seed");
         let client = Client::connect(&settings.amqp, "tests")
             .await
             .expect("connect broker");
@@ -73,8 +85,22 @@ impl TestEnv {
         self.pipelines.push(pipeline);
     }
 
+    /// Shuts down every pipeline started so far, as a process stop would.
+    pub async fn stop_pipelines(&mut self) {
+        for pipeline in self.pipelines.drain(..) {
+            pipeline.shutdown().await.expect("clean shutdown");
+        }
+    }
+
     /// Starts a simulated customer who accepts every order once it is handed over.
     pub async fn start_customer(&mut self) {
+        self.start_customer_saying(&[ConfirmationOutcome::Accepted])
+            .await;
+    }
+
+    /// Starts a simulated customer who answers every handed-over order with `answers`, in order.
+    pub async fn start_customer_saying(&mut self, answers: &[ConfirmationOutcome]) {
+        let answers = answers.to_vec();
         let queue = self.bind_queue("customer", &["order.handed_over"]).await;
         let connection = messaging::connect(&self.settings.amqp, "customer")
             .await
@@ -94,12 +120,14 @@ impl TestEnv {
                     continue;
                 }
                 let handed_over: OrderHandedOver = envelope.payload().unwrap();
-                let answer = CustomerConfirmation {
-                    order_id: handed_over.order_id,
-                    outcome: ConfirmationOutcome::Accepted,
-                    reason: None,
-                };
-                client.publish(&[answer]).await.unwrap();
+                for outcome in &answers {
+                    let answer = CustomerConfirmation {
+                        order_id: handed_over.order_id.clone(),
+                        outcome: *outcome,
+                        reason: None,
+                    };
+                    client.publish(&[answer]).await.unwrap();
+                }
                 inbound.ack().await.unwrap();
             }
         }));
@@ -278,20 +306,99 @@ pub fn orders(prefix: &str, n: usize) -> Vec<Order> {
         .collect()
 }
 
-/// One valid order.
+/// One valid web order of products recognised on acceptance: a kettle, and for every third
+/// order an installation visit.
 pub fn order(id: &str, seed: i64) -> Order {
+    let mut lines =
+        vec![serde_json::json!({"sku": "KETTLE-STEEL", "quantity": 1, "unit_price_minor": 3999})];
+    if seed % 3 == 0 {
+        lines.push(
+            serde_json::json!({"sku": "INSTALL-SERVICE", "quantity": 1, "unit_price_minor": 4500}),
+        );
+    }
+    order_with(id, lines)
+}
+
+/// A web order for CUST-042 placed on 2026-11-20 with these lines.
+pub fn order_with(id: &str, lines: Vec<serde_json::Value>) -> Order {
     let json = serde_json::json!({
         "order_id": id,
-        "customer_id": format!("CUST-{}", seed % 17),
+        "customer_id": "CUST-042",
         "channel": "web",
         "currency": "GBP",
         "placed_at": Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap(),
-        "lines": [
-            {"sku": "MUG-BLUE", "quantity": 1 + seed % 3, "unit_price_minor": 1250},
-            {"sku": "TEA-EARLGREY-250G", "quantity": 1, "unit_price_minor": 699 + seed}
-        ]
+        "lines": lines,
     });
     serde_json::from_value(json).expect("valid test order")
+}
+
+/// An order from JSON, which must be valid.
+pub fn order_json(json: serde_json::Value) -> Order {
+    serde_json::from_value(json).expect("valid test order")
+}
+
+/// A review case as tests look at it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Case {
+    pub order_id: Option<String>,
+    pub stage: String,
+    pub reason: String,
+    pub required_role: String,
+}
+
+/// Every review case, oldest first.
+pub async fn cases(pool: &PgPool) -> Vec<Case> {
+    sqlx::query_as("SELECT order_id, stage, reason, required_role FROM review_cases ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+/// The state of an order, if it exists.
+pub async fn state(pool: &PgPool, order_id: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT state FROM orders WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+}
+
+impl TestEnv {
+    /// Waits until the order is in `wanted`.
+    pub async fn wait_state(&self, order_id: &str, wanted: &str) {
+        let pool = self.pool.clone();
+        self.wait_for(&format!("{order_id} to be {wanted}"), || {
+            let pool = pool.clone();
+            async move { (state(&pool, order_id).await.as_deref() == Some(wanted)).then_some(()) }
+        })
+        .await;
+    }
+
+    /// Waits until the order exists and is past `placed`.
+    pub async fn wait_state_at_least_verified(&self, order_id: &str) {
+        let pool = self.pool.clone();
+        self.wait_for(&format!("{order_id} to be verified"), || {
+            let pool = pool.clone();
+            async move {
+                let state = state(&pool, order_id).await;
+                state.filter(|s| s != "placed").map(|_| ())
+            }
+        })
+        .await;
+    }
+
+    /// Waits until there are `n` review cases.
+    pub async fn wait_cases(&self, n: usize) -> Vec<Case> {
+        let pool = self.pool.clone();
+        self.wait_for(&format!("{n} review cases"), || {
+            let pool = pool.clone();
+            async move {
+                let found = cases(&pool).await;
+                (found.len() >= n).then_some(found)
+            }
+        })
+        .await
+    }
 }
 
 fn database_url(settings: &Settings, name: &str) -> SecretUrl {

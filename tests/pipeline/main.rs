@@ -1,7 +1,13 @@
 //! Integration tests against the real RabbitMQ and Postgres. Each test has its own database and
 //! namespace (see `helpers`), so they run in parallel on one broker and one server.
 
+mod amendments;
 mod competing;
+mod confirmation;
+mod documents;
 mod effectively_once;
 mod end_to_end;
 mod helpers;
+mod revenue;
+mod stock;
+mod verify_rules;

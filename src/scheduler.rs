@@ -1,0 +1,95 @@
+//! The timer scheduler: turns due timers (deemed acceptance, revenue instalments) into events.
+//!
+//! In one transaction it marks due timers fired and writes their events to the outbox; after the
+//! commit it publishes them. A crash after the commit leaves the events to the relay, so a timer
+//! fires exactly once and survives any restart. Timers are claimed with `SKIP LOCKED`, so
+//! schedulers in several processes share the work.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::db;
+use crate::db::outbox::Publisher as SentBy;
+use crate::db::timers::{DueTimer, TimerKind};
+use crate::domain::OrderId;
+use crate::domain::events::{AcceptanceDue, InstalmentDue};
+use crate::envelope::WireEvent;
+use crate::messaging::Publisher;
+use crate::settings::SchedulerSettings;
+
+const SOURCE: &str = "fulfilment/scheduler";
+const BATCH: i64 = 200;
+
+/// Fires due timers every `interval_ms` until `shutdown` is cancelled.
+pub async fn run(
+    pool: PgPool,
+    publisher: Publisher,
+    settings: SchedulerSettings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut ticker = tokio::time::interval(Duration::from_millis(settings.interval_ms));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = ticker.tick() => {}
+        }
+        match fire_due(&pool, &publisher).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "timers fired"),
+            Err(error) => tracing::warn!(error = %format!("{error:#}"), "scheduler pass failed"),
+        }
+    }
+}
+
+/// One pass: fires up to a batch of due timers. Returns how many fired.
+pub async fn fire_due(pool: &PgPool, publisher: &Publisher) -> anyhow::Result<usize> {
+    let mut tx = pool
+        .begin()
+        .await
+        .context("starting the scheduler transaction")?;
+    let due = db::timers::fire_due(&mut tx, BATCH).await?;
+    let mut emitted = Vec::with_capacity(due.len());
+    for timer in &due {
+        let Some(event) = timer_event(timer) else {
+            tracing::warn!(timer = timer.id, kind = %timer.kind, "timer of unknown kind ignored");
+            continue;
+        };
+        let id = db::outbox::insert(&mut tx, &event).await?;
+        emitted.push((id, event));
+    }
+    tx.commit().await.context("committing fired timers")?;
+    if emitted.is_empty() {
+        return Ok(due.len());
+    }
+    let (ids, events): (Vec<i64>, Vec<WireEvent>) = emitted.into_iter().unzip();
+    publisher.publish_all(&events, false).await?;
+    let mut conn = pool.acquire().await?;
+    db::outbox::mark_sent(&mut conn, &ids, SentBy::Handler).await?;
+    Ok(due.len())
+}
+
+fn timer_event(timer: &DueTimer) -> Option<WireEvent> {
+    let order_id = OrderId::parse(timer.order_id.clone()).ok()?;
+    if timer.kind == TimerKind::AcceptanceDue.as_str() {
+        let due = AcceptanceDue {
+            order_id,
+            due_at: timer.due_at,
+        };
+        return Some(WireEvent::new(SOURCE, &due, None));
+    }
+    if timer.kind == TimerKind::InstalmentDue.as_str() {
+        let due = InstalmentDue {
+            order_id,
+            line_no: u32::try_from(timer.payload["line_no"].as_u64()?).ok()?,
+            instalment: u32::try_from(timer.payload["instalment"].as_u64()?).ok()?,
+            due_at: timer.due_at,
+        };
+        return Some(WireEvent::new(SOURCE, &due, None));
+    }
+    None
+}
