@@ -13,6 +13,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/fulfilment /usr/local/bin/fulfilment
 COPY config /app/config
+COPY examples /app/examples
 WORKDIR /app
 USER 10001
 ENTRYPOINT ["fulfilment"]

@@ -174,10 +174,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Documents { order_id, out } => {
             let pool = db::connect(&settings.database).await?;
-            for path in export::documents(&pool, &order_id, &out).await? {
-                println!("{}", path.display());
-            }
-            Ok(())
+            let written = export::documents(&pool, &order_id, &out).await?;
+            let list: String = written
+                .iter()
+                .map(|p| format!("{}\n", p.display()))
+                .collect();
+            write_out(&list)
         }
         Command::Pay {
             order_id,
@@ -296,9 +298,18 @@ async fn print_status(settings: &Settings, order_id: &str, json: bool) -> anyhow
         .await?
         .with_context(|| format!("no order {order_id}"))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        write_out(&format!("{}\n", serde_json::to_string_pretty(&status)?))
     } else {
-        print!("{status}");
+        write_out(&status.to_string())
     }
-    Ok(())
+}
+
+/// Writes to standard output; a reader that stopped reading (`| head`) is not an error.
+fn write_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }

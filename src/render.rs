@@ -1,4 +1,5 @@
-//! Renders documents as PDF with the standard Helvetica font (no font files needed), A4 pages.
+//! Renders documents as PDF with the standard fonts (no font files needed): the title in
+//! Helvetica Bold, the body in Courier so columns line up. A4 pages.
 
 use pdf_writer::{Content, Finish, Name, Pdf, Rect, Ref, Str, TextStr};
 
@@ -16,7 +17,9 @@ pub fn pdf(document: &DocumentContent) -> Vec<u8> {
     let tree = Ref::new(2);
     let font = Ref::new(3);
     let info = Ref::new(4);
+    let body_font = Ref::new(5);
     let font_name = Name(b"F1");
+    let body_name = Name(b"F2");
     let page_ids: Vec<Ref> = (0..pages.len())
         .map(|i| Ref::new(10 + 2 * i as i32))
         .collect();
@@ -34,20 +37,30 @@ pub fn pdf(document: &DocumentContent) -> Vec<u8> {
         page.media_box(Rect::new(0.0, 0.0, PAGE.0, PAGE.1));
         page.parent(tree);
         page.contents(content_id);
-        page.resources().fonts().pair(font_name, font);
+        let mut resources = page.resources();
+        let mut fonts = resources.fonts();
+        fonts.pair(font_name, font);
+        fonts.pair(body_name, body_font);
+        fonts.finish();
+        resources.finish();
         page.finish();
         let mut content = Content::new();
         for (n, line) in text.iter().enumerate() {
-            let size = if i == 0 && n == 0 { 16.0 } else { 9.5 };
+            let (name, size) = if i == 0 && n == 0 {
+                (font_name, 16.0)
+            } else {
+                (body_name, 8.0)
+            };
             content.begin_text();
-            content.set_font(font_name, size);
+            content.set_font(name, size);
             content.next_line(50.0, PAGE.1 - 60.0 - 15.0 * n as f32);
             content.show(Str(ascii(line).as_bytes()));
             content.end_text();
         }
         pdf.stream(content_id, &content.finish());
     }
-    pdf.type1_font(font).base_font(Name(b"Helvetica"));
+    pdf.type1_font(font).base_font(Name(b"Helvetica-Bold"));
+    pdf.type1_font(body_font).base_font(Name(b"Courier"));
     pdf.finish()
 }
 

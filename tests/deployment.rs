@@ -77,4 +77,8 @@ fn dockerfile_builds_and_runs_the_binary() {
         "migrations are embedded at build time"
     );
     assert!(dockerfile.contains("ENTRYPOINT [\"fulfilment\"]"));
+    assert!(
+        dockerfile.contains("COPY examples /app/examples"),
+        "the README seeds the sample catalogue inside the container"
+    );
 }

@@ -205,16 +205,25 @@ impl DocumentContent {
             String::new(),
         ];
         let priced = self.kind == DocumentKind::Invoice;
+        let mut header = format!("{:>4}   {:<20} {:<24}", "qty", "product", "description");
+        if priced {
+            header.push_str(&format!(
+                " {:>12} {:>12} {:>7} {:>12}",
+                "unit price", "net", "tax", "tax amount"
+            ));
+        }
+        out.push(header);
         for l in &self.lines {
-            let mut text = format!("{:>4} x {:<24} {}", l.quantity, l.sku, l.name);
+            let name: String = l.name.chars().take(24).collect();
+            let mut text = format!("{:>4} x {:<20} {:<24}", l.quantity, l.sku, name);
             if priced {
                 text.push_str(&format!(
-                    "  @ {}  net {}  tax {} ({}.{:02}%)",
+                    " {:>12} {:>12} {:>3}.{:02}% {:>12}",
                     money(l.unit_price_minor),
                     money(l.net_minor),
-                    money(l.tax_minor),
                     l.tax_rate_bp / 100,
-                    l.tax_rate_bp % 100
+                    l.tax_rate_bp % 100,
+                    money(l.tax_minor),
                 ));
             }
             out.push(text);
