@@ -49,7 +49,7 @@ impl TestEnv {
         settings.amqp.namespace = format!("test-{}", &id[..12]);
         settings.database.url = database_url(&settings, &format!("fulfilment_test_{}", &id[..12]));
         settings.relay.interval_ms = 100;
-        settings.relay.grace_ms = 300;
+        settings.relay.grace_ms = 1000;
         settings.scheduler.interval_ms = 100;
         settings.stages.acceptance_window_secs = 86_400;
         tweak(&mut settings);
@@ -276,15 +276,17 @@ pub struct Tap {
 }
 
 impl Tap {
-    /// How many events of `ce_type` the tap saw for each order.
+    /// How many distinct events (by id) of `ce_type` the tap saw for each order. Delivery is at
+    /// least once: the same event may arrive twice (a stage and the relay both published it),
+    /// and consumers deduplicate on its id; two ids would be two effects.
     pub fn count_by_order(&self, ce_type: &str) -> HashMap<String, usize> {
-        let mut counts = HashMap::new();
+        let mut ids: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
         for (_, e) in self.events.lock().unwrap().iter() {
             if e.event_type == ce_type {
-                *counts.entry(e.subject.clone()).or_default() += 1;
+                ids.entry(e.subject.clone()).or_default().insert(e.id.clone());
             }
         }
-        counts
+        ids.into_iter().map(|(order, ids)| (order, ids.len())).collect()
     }
 
     /// The raw bodies of every event the tap saw about `order_id`.
