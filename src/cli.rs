@@ -8,12 +8,17 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::client::Client;
 use crate::db;
+use crate::db::review::CaseFilter;
 use crate::domain::events::{ConfirmationOutcome, PaymentCaptured};
 use crate::domain::{Currency, Order, OrderId};
 use crate::pipeline::{Pipeline, PipelineOptions};
+use crate::review::api::{self, ApiState};
+use crate::review::people::hash_token;
+use crate::review::{People, Resolution, ReviewDesk};
 use crate::settings::Settings;
 use crate::stages::StageName;
 use crate::{export, seed, status, telemetry};
+use std::sync::Arc;
 
 /// An order-fulfilment pipeline on RabbitMQ and Postgres.
 #[derive(Debug, Parser)]
@@ -33,9 +38,25 @@ pub enum Command {
         /// Run only this stage (repeatable). Default: all six.
         #[arg(long = "stage", value_name = "STAGE")]
         stages: Vec<StageName>,
-        /// Do not run the outbox relay in this process.
+        /// Do not run the outbox relay and timer scheduler in this process.
         #[arg(long)]
         no_relay: bool,
+        /// Do not serve the review API in this process.
+        #[arg(long)]
+        no_api: bool,
+    },
+    /// Serve the review API only (on `review.listen`).
+    Serve,
+    /// Work the human-review queue from the command line.
+    Review {
+        /// What to do.
+        #[command(subcommand)]
+        action: ReviewCommand,
+    },
+    /// Print the SHA-256 of a bearer token, for `review.people.token_sha256`.
+    HashToken {
+        /// The token.
+        token: String,
     },
     /// Create the database if missing and apply migrations.
     Migrate,
@@ -99,6 +120,62 @@ pub enum Command {
     },
 }
 
+/// Review subcommands. Resolutions are made as a configured person (`--as`), whose roles must
+/// carry the authority the case needs.
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// List cases, oldest first.
+    List {
+        /// Only cases with this status (open, retried, amended, cancelled, closed).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only cases with this reason.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Only cases from this stage.
+        #[arg(long)]
+        stage: Option<String>,
+        /// Only cases needing this role.
+        #[arg(long)]
+        role: Option<String>,
+        /// Only cases opened at least this many seconds ago.
+        #[arg(long)]
+        older_than_secs: Option<i64>,
+    },
+    /// Show a case with its original message and the order's timeline (JSON).
+    Show {
+        /// The case.
+        id: i64,
+    },
+    /// Send the original message to the stage it failed at again.
+    Retry(Resolve),
+    /// Apply a changed order from a JSON file and verify it again.
+    Amend {
+        #[command(flatten)]
+        resolve: Resolve,
+        /// The changed order (its version is raised above the current one if needed).
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Cancel the order and compensate what was done.
+    Cancel(Resolve),
+    /// Mark the case resolved outside the pipeline.
+    Close(Resolve),
+}
+
+/// Who resolves a case and why.
+#[derive(Debug, clap::Args)]
+pub struct Resolve {
+    /// The case.
+    pub id: i64,
+    /// The configured person acting.
+    #[arg(long = "as")]
+    pub person: String,
+    /// Why.
+    #[arg(long)]
+    pub note: String,
+}
+
 /// A customer's answer, as given on the command line.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Outcome {
@@ -128,7 +205,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load()?;
     telemetry::init(&settings.log);
     match cli.command {
-        Command::Run { stages, no_relay } => run_pipeline(&settings, stages, !no_relay).await,
+        Command::Run {
+            stages,
+            no_relay,
+            no_api,
+        } => run_pipeline(&settings, stages, !no_relay, !no_api).await,
+        Command::Serve => serve(&settings).await,
+        Command::Review { action } => review(&settings, action).await,
+        Command::HashToken { token } => write_out(&format!("{}\n", hash_token(&token))),
         Command::Migrate => {
             prepare_database(&settings).await?;
             println!("migrations applied to {}", settings.database.url);
@@ -214,6 +298,7 @@ async fn run_pipeline(
     settings: &Settings,
     stages: Vec<StageName>,
     relay: bool,
+    api: bool,
 ) -> anyhow::Result<()> {
     let pool = prepare_database(settings).await?;
     let mut stages = if stages.is_empty() {
@@ -228,7 +313,11 @@ async fn run_pipeline(
         relay,
         ..PipelineOptions::default()
     };
-    let mut pipeline = Pipeline::start(settings, pool, options).await?;
+    let mut pipeline = Pipeline::start(settings, pool.clone(), options).await?;
+    let api = match api {
+        true => Some(start_api(settings, pool, pipeline.shutdown_token()).await?),
+        false => None,
+    };
     tracing::info!(namespace = %settings.amqp.namespace, "pipeline running");
     let outcome = tokio::select! {
         _ = shutdown_signal() => {
@@ -238,7 +327,96 @@ async fn run_pipeline(
         result = pipeline.wait() => result,
     };
     let closed = pipeline.shutdown().await;
+    if let Some(api) = api {
+        api.await??;
+    }
     outcome.and(closed)
+}
+
+/// Opens the review desk (with its own broker connection) for the API or the command line.
+async fn open_desk(settings: &Settings, pool: sqlx::PgPool) -> anyhow::Result<ReviewDesk> {
+    ReviewDesk::connect(&settings.amqp, pool).await
+}
+
+async fn start_api(
+    settings: &Settings,
+    pool: sqlx::PgPool,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let listener = tokio::net::TcpListener::bind(&settings.review.listen)
+        .await
+        .with_context(|| format!("listening on review.listen {}", settings.review.listen))?;
+    let state = ApiState {
+        desk: open_desk(settings, pool).await?,
+        people: Arc::new(People::from_settings(&settings.review.people)),
+    };
+    Ok(tokio::spawn(api::serve(listener, state, shutdown)))
+}
+
+async fn serve(settings: &Settings) -> anyhow::Result<()> {
+    let pool = prepare_database(settings).await?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let api = start_api(settings, pool, shutdown.clone()).await?;
+    shutdown_signal().await;
+    shutdown.cancel();
+    api.await?
+}
+
+async fn review(settings: &Settings, command: ReviewCommand) -> anyhow::Result<()> {
+    let pool = db::connect(&settings.database).await?;
+    let people = People::from_settings(&settings.review.people);
+    let person = |name: &str| {
+        people
+            .named(name)
+            .cloned()
+            .with_context(|| format!("no person {name:?} in review.people"))
+    };
+    let desk = open_desk(settings, pool).await?;
+    let (resolve, resolution) = match command {
+        ReviewCommand::List {
+            status,
+            reason,
+            stage,
+            role,
+            older_than_secs,
+        } => {
+            let filter = CaseFilter {
+                status,
+                reason,
+                stage,
+                role,
+                older_than_secs,
+                limit: Some(1000),
+            };
+            let cases = desk.list(&filter).await?;
+            return write_out(&to_json(&cases)?);
+        }
+        ReviewCommand::Show { id } => return write_out(&to_json(&desk.show(id).await?)?),
+        ReviewCommand::Retry(r) => (r, Resolution::Retry),
+        ReviewCommand::Cancel(r) => (r, Resolution::Cancel),
+        ReviewCommand::Close(r) => (r, Resolution::Close),
+        ReviewCommand::Amend { resolve, file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let order = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            (resolve, Resolution::Amend(order))
+        }
+    };
+    let case = desk
+        .resolve(
+            resolve.id,
+            &person(&resolve.person)?,
+            resolution,
+            &resolve.note,
+        )
+        .await?;
+    write_out(&to_json(&case)?)
+}
+
+/// A value as pretty JSON and a newline.
+fn to_json<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
+    Ok(format!("{}\n", serde_json::to_string_pretty(value)?))
 }
 
 /// Resolves on SIGINT or SIGTERM.

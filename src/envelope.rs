@@ -144,6 +144,18 @@ pub struct WireEvent {
     pub traceparent: String,
     /// The envelope, byte for byte.
     pub body: Vec<u8>,
+    /// Set to send the message straight to one queue with its original AMQP properties (a
+    /// message re-injected from review) instead of to the events exchange.
+    pub direct: Option<DirectTarget>,
+}
+
+/// A message addressed to one queue, with the AMQP properties it must carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectTarget {
+    /// The queue.
+    pub queue: String,
+    /// The AMQP properties, as kept with the review case.
+    pub properties: serde_json::Value,
 }
 
 impl WireEvent {
@@ -159,6 +171,7 @@ impl WireEvent {
             time: envelope.time,
             traceparent: trace.to_string(),
             body: envelope.to_bytes(),
+            direct: None,
         }
     }
 
@@ -179,6 +192,7 @@ impl WireEvent {
                 .map_or_else(TraceParent::new_root, |t| *t)
                 .to_string(),
             body,
+            direct: None,
         })
     }
 }

@@ -17,6 +17,7 @@
 //! - [`pipeline`]: starts and stops the workers and relay of one process.
 //! - [`messaging`]: everything AMQP: connection, topology, publisher, inbound deliveries.
 //! - [`db`]: everything SQL: migrations, inbox, outbox, orders, records, review cases.
+//! - [`review`]: the human-review desk: cases, people and their authority, the HTTP API.
 //! - [`client`]: publishing into the pipeline from outside (`submit`, `confirm`).
 //! - [`status`]: an order's state and timeline. [`export`]: an order's documents as files.
 //! - [`seed`]: loading reference data from a file.
@@ -32,6 +33,7 @@ pub mod messaging;
 pub mod pipeline;
 pub mod relay;
 pub mod render;
+pub mod review;
 pub mod scheduler;
 pub mod seed;
 pub mod settings;

@@ -1,17 +1,34 @@
-//! Starting and stopping a pipeline: the chosen stage workers and the outbox relay, in one
-//! process, sharing one broker connection and one database pool.
+//! Starting, supervising and stopping a pipeline: the chosen stage workers, the outbox relay and
+//! the timer scheduler, in one process, sharing one broker connection and one database pool.
+//!
+//! The broker connection is supervised. When it fails (or any task stops on its own), every task
+//! of that connection is stopped, and the pipeline reconnects with exponential backoff,
+//! redeclares the topology and starts the tasks again. Deliveries in flight when the connection
+//! dropped return to their queues; what was committed but not published is published by the
+//! relay. lapin's own recovery is not used. The database pool reconnects by itself; a worker
+//! that finds the database unreachable pauses until it answers (see [`crate::worker`]).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use anyhow::Context;
 use lapin::Connection;
 use sqlx::PgPool;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::messaging::{self, InboundStream, Publisher, Topology};
 use crate::settings::Settings;
 use crate::stages::StageName;
-use crate::worker::{Faults, Worker, WorkerError};
+use crate::worker::{FailurePolicy, Faults, Worker, WorkerError};
 use crate::{relay, scheduler};
+
+/// The longest a shutdown waits for in-flight deliveries to finish.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The longest wait between reconnection attempts.
+const RECONNECT_BACKOFF_CAP: Duration = Duration::from_secs(15);
 
 /// What to run.
 #[derive(Clone)]
@@ -34,70 +51,49 @@ impl Default for PipelineOptions {
     }
 }
 
-/// A running pipeline.
+/// A running, supervised pipeline.
 pub struct Pipeline {
-    connection: Connection,
     shutdown: CancellationToken,
+    supervisor: JoinHandle<()>,
+    restarts: Arc<AtomicU64>,
+}
+
+/// The tasks running on one broker connection.
+struct Generation {
+    connection: Connection,
+    stop: CancellationToken,
     tasks: JoinSet<(String, anyhow::Result<()>)>,
 }
 
 impl Pipeline {
-    /// Declares the topology and starts the workers and relay. The database must be migrated.
+    /// Connects, declares the topology and starts the tasks; fails if the first connection
+    /// cannot be made. The database must be migrated.
     pub async fn start(
         settings: &Settings,
         pool: PgPool,
         options: PipelineOptions,
     ) -> anyhow::Result<Self> {
-        let topology = Topology::new(&settings.amqp.namespace);
-        let connection = messaging::connect(&settings.amqp, "pipeline").await?;
-        let channel = connection.create_channel().await?;
-        topology.declare(&channel).await?;
-        channel.close(200, "declared".into()).await?;
+        let first = Generation::start(settings, &pool, &options).await?;
         let shutdown = CancellationToken::new();
-        let mut tasks = JoinSet::new();
-        for stage in options.stages {
-            let queue = topology.stage_queue(stage);
-            let stream = InboundStream::open(&connection, &queue, settings.amqp.prefetch).await?;
-            let publisher = Publisher::open(&connection, &topology)
-                .await
-                .context("opening a publisher")?;
-            let worker = Worker::new(
-                stage.build(&settings.stages),
-                pool.clone(),
-                publisher,
-                options.faults.clone(),
-            );
-            let token = shutdown.clone();
-            tasks.spawn(async move {
-                let result = worker.run(stream, token).await.map_err(|e| match e {
-                    WorkerError::Failed(e) => e,
-                    crash => anyhow::Error::new(crash),
-                });
-                (stage.to_string(), result)
-            });
-            tracing::info!(%stage, %queue, "stage worker started");
-        }
-        if options.relay {
-            let publisher = Publisher::open(&connection, &topology).await?;
-            let (relay_pool, relay_settings, token) =
-                (pool.clone(), settings.relay.clone(), shutdown.clone());
-            tasks.spawn(async move {
-                let result = relay::run(relay_pool, publisher, relay_settings, token).await;
-                ("relay".to_owned(), result)
-            });
-            let publisher = Publisher::open(&connection, &topology).await?;
-            let (pool, timer_settings, token) =
-                (pool.clone(), settings.scheduler.clone(), shutdown.clone());
-            tasks.spawn(async move {
-                let result = scheduler::run(pool, publisher, timer_settings, token).await;
-                ("scheduler".to_owned(), result)
-            });
-        }
+        let restarts = Arc::new(AtomicU64::new(0));
+        let supervisor = tokio::spawn(supervise(
+            first,
+            settings.clone(),
+            pool,
+            options,
+            shutdown.clone(),
+            restarts.clone(),
+        ));
         Ok(Self {
-            connection,
             shutdown,
-            tasks,
+            supervisor,
+            restarts,
         })
+    }
+
+    /// How many times the tasks were restarted on a new connection.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
     }
 
     /// A token that stops the pipeline when cancelled.
@@ -105,43 +101,176 @@ impl Pipeline {
         self.shutdown.clone()
     }
 
-    /// Waits until the shutdown token is cancelled or a task stops on its own. A task that stops
-    /// on its own is an error: the caller should shut down and let the process be restarted.
+    /// Waits until the pipeline is told to shut down.
     pub async fn wait(&mut self) -> anyhow::Result<()> {
+        self.shutdown.cancelled().await;
+        Ok(())
+    }
+
+    /// Stops consuming, lets in-flight deliveries finish, then closes the connection.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.supervisor
+            .await
+            .context("the pipeline supervisor panicked")
+    }
+}
+
+/// Runs generations until shutdown, replacing a failed one with a new connection.
+async fn supervise(
+    mut current: Generation,
+    settings: Settings,
+    pool: PgPool,
+    options: PipelineOptions,
+    shutdown: CancellationToken,
+    restarts: Arc<AtomicU64>,
+) {
+    loop {
         tokio::select! {
-            _ = self.shutdown.cancelled() => Ok(()),
-            Some(joined) = self.tasks.join_next() => {
-                let (task, result) = joined.context("a pipeline task panicked")?;
-                result.with_context(|| format!("{task} stopped"))?;
-                anyhow::bail!("{task} stopped unexpectedly")
+            _ = shutdown.cancelled() => {
+                current.stop().await;
+                return;
+            }
+            (task, result) = current.next_exit() => {
+                let error = result.err().map_or_else(|| "stopped".to_owned(), |e| format!("{e:#}"));
+                tracing::warn!(%task, %error, "a pipeline task ended; restarting on a new connection");
+            }
+        }
+        current.stop().await;
+        restarts.fetch_add(1, Ordering::Relaxed);
+        match reconnect(&settings, &pool, &options, &shutdown).await {
+            Some(next) => current = next,
+            None => return,
+        }
+    }
+}
+
+/// Starts a new generation, backing off between attempts. `None` on shutdown.
+async fn reconnect(
+    settings: &Settings,
+    pool: &PgPool,
+    options: &PipelineOptions,
+    shutdown: &CancellationToken,
+) -> Option<Generation> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        match Generation::start(settings, pool, options).await {
+            Ok(generation) => {
+                tracing::info!("reconnected to the broker; pipeline resumed");
+                return Some(generation);
+            }
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), ?backoff, "reconnecting to the broker failed");
+                backoff = (backoff * 2).min(RECONNECT_BACKOFF_CAP);
             }
         }
     }
+}
 
-    /// Stops consuming, lets in-flight deliveries finish, then closes the connection. Returns
-    /// the first error any task ended with.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        let mut first_error = None;
-        while let Some(joined) = self.tasks.join_next().await {
-            match joined {
-                Ok((_, Ok(()))) => {}
-                Ok((task, Err(error))) => {
-                    tracing::warn!(%task, error = %format!("{error:#}"), "task ended with an error");
-                    first_error.get_or_insert(error.context(task));
-                }
-                Err(join) => {
-                    first_error.get_or_insert(anyhow::Error::new(join));
+impl Generation {
+    async fn start(
+        settings: &Settings,
+        pool: &PgPool,
+        options: &PipelineOptions,
+    ) -> anyhow::Result<Self> {
+        let topology = Topology::new(&settings.amqp.namespace);
+        let connection = messaging::connect(&settings.amqp, "pipeline").await?;
+        let channel = connection.create_channel().await?;
+        topology.declare(&channel).await?;
+        channel.close(200, "declared".into()).await?;
+        let stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        for &stage in &options.stages {
+            let queue = topology.stage_queue(stage);
+            let stream = InboundStream::open(&connection, &queue, settings.amqp.prefetch).await?;
+            let publisher = Publisher::open(&connection, &topology)
+                .await
+                .context("opening a publisher")?;
+            let policy = FailurePolicy {
+                retry: settings.retry.clone(),
+                delay_queue: topology.retry_queue(stage),
+                max_message_bytes: settings.amqp.max_message_bytes,
+            };
+            let stage_impl = stage.build(&settings.stages);
+            let worker = Worker::new(
+                stage_impl,
+                pool.clone(),
+                publisher,
+                options.faults.clone(),
+                policy,
+            );
+            let token = stop.clone();
+            tasks.spawn(async move {
+                let result = worker.run(stream, token).await.map_err(|e| match e {
+                    WorkerError::Failed(e) => e,
+                    crash => anyhow::Error::new(crash),
+                });
+                (stage.to_string(), result)
+            });
+            tracing::debug!(%stage, %queue, "stage worker started");
+        }
+        if options.relay {
+            let publisher = Publisher::open(&connection, &topology).await?;
+            let (relay_pool, relay_settings, token) =
+                (pool.clone(), settings.relay.clone(), stop.clone());
+            tasks.spawn(async move {
+                let result = relay::run(relay_pool, publisher, relay_settings, token).await;
+                ("relay".to_owned(), result)
+            });
+            let publisher = Publisher::open(&connection, &topology).await?;
+            let (timer_pool, timer_settings, token) =
+                (pool.clone(), settings.scheduler.clone(), stop.clone());
+            tasks.spawn(async move {
+                let result = scheduler::run(timer_pool, publisher, timer_settings, token).await;
+                ("scheduler".to_owned(), result)
+            });
+        }
+        Ok(Self {
+            connection,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The first task to end (an error, or a task that stopped without being told to).
+    async fn next_exit(&mut self) -> (String, anyhow::Result<()>) {
+        match self.tasks.join_next().await {
+            Some(Ok(exit)) => exit,
+            Some(Err(join)) => ("task".to_owned(), Err(anyhow::Error::new(join))),
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Stops every task (letting in-flight deliveries finish, for at most [`STOP_TIMEOUT`]; any
+    /// task still running then is aborted, and its unacknowledged deliveries return to their
+    /// queues) and closes the connection.
+    async fn stop(mut self) {
+        self.stop.cancel();
+        let joined = tokio::time::timeout(STOP_TIMEOUT, async {
+            while let Some(joined) = self.tasks.join_next().await {
+                if let Ok((task, Err(error))) = joined {
+                    tracing::debug!(%task, error = %format!("{error:#}"), "task ended with an error");
                 }
             }
+        })
+        .await;
+        if joined.is_err() {
+            tracing::warn!("tasks did not stop in time; aborting them");
+            self.tasks.abort_all();
         }
         // Every task has finished (and acknowledged what it handled), so a connection that does
         // not close cleanly loses nothing; the broker drops it either way.
-        if self.connection.status().connected()
-            && let Err(error) = self.connection.close(200, "shutting down".into()).await
-        {
-            tracing::debug!(%error, "closing the broker connection");
+        if self.connection.status().connected() {
+            let close = self.connection.close(200, "shutting down".into());
+            match tokio::time::timeout(Duration::from_secs(5), close).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::debug!(%error, "closing the broker connection"),
+                Err(_) => tracing::debug!("closing the broker connection timed out"),
+            }
         }
-        first_error.map_or(Ok(()), Err)
     }
 }

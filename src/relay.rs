@@ -32,6 +32,9 @@ pub async fn run(
             _ = shutdown.cancelled() => return Ok(()),
             _ = ticker.tick() => {}
         }
+        if !publisher.channel().status().connected() {
+            anyhow::bail!("the relay's broker channel closed");
+        }
         match relay_once(&pool, &publisher, &settings).await {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "relayed unsent outbox events"),

@@ -38,6 +38,9 @@ pub async fn run(
             _ = shutdown.cancelled() => return Ok(()),
             _ = ticker.tick() => {}
         }
+        if !publisher.channel().status().connected() {
+            anyhow::bail!("the scheduler's broker channel closed");
+        }
         match fire_due(&pool, &publisher).await {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "timers fired"),

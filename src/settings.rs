@@ -57,12 +57,16 @@ pub struct Settings {
     pub amqp: AmqpSettings,
     /// The database.
     pub database: DatabaseSettings,
+    /// Retries of transient failures.
+    pub retry: RetrySettings,
     /// The outbox relay.
     pub relay: RelaySettings,
     /// The timer scheduler.
     pub scheduler: SchedulerSettings,
     /// Business settings of the stages.
     pub stages: StageSettings,
+    /// The review desk.
+    pub review: ReviewSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -77,6 +81,32 @@ pub struct AmqpSettings {
     pub namespace: String,
     /// Unacknowledged deliveries a stage worker holds at once.
     pub prefetch: u16,
+    /// Messages larger than this go to review unparsed.
+    pub max_message_bytes: usize,
+}
+
+/// Retry settings for transient failures.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySettings {
+    /// Attempts before a message goes to review.
+    pub max_attempts: u32,
+    /// Delay before the second attempt, in milliseconds.
+    pub base_delay_ms: u64,
+    /// The longest delay, in milliseconds.
+    pub max_delay_ms: u64,
+}
+
+impl RetrySettings {
+    /// The delay after failed attempt `attempt` (from 1): doubling from the base, capped, plus
+    /// up to 25% jitter so that messages failing together do not come back together.
+    pub fn delay_ms(&self, attempt: u32, jitter: f64) -> u64 {
+        let doubled = self
+            .base_delay_ms
+            .saturating_mul(1u64 << attempt.saturating_sub(1).min(30));
+        let capped = doubled.min(self.max_delay_ms);
+        capped + (capped as f64 * 0.25 * jitter.clamp(0.0, 1.0)) as u64
+    }
 }
 
 /// Database settings.
@@ -117,6 +147,37 @@ pub struct StageSettings {
     pub default_delivery_terms: String,
     /// Seconds the customer has to answer after handover before the order is deemed accepted.
     pub acceptance_window_secs: u64,
+}
+
+/// Review desk settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewSettings {
+    /// Address the HTTP API listens on.
+    pub listen: String,
+    /// People who may work the review queue.
+    pub people: Vec<PersonSettings>,
+}
+
+/// A person who may work the review queue.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonSettings {
+    /// Their name, recorded with every action they take.
+    pub name: String,
+    /// Their roles, such as `supervisor` or `finance`.
+    pub roles: Vec<String>,
+    /// SHA-256 of their bearer token, lower-case hex.
+    pub token_sha256: String,
+}
+
+impl fmt::Debug for PersonSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PersonSettings")
+            .field("name", &self.name)
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Logging settings.
@@ -260,6 +321,16 @@ impl Settings {
                 "a number of seconds above 0",
             );
         }
+        if self.review.listen.parse::<std::net::SocketAddr>().is_err() {
+            return invalid("review.listen", "an address such as 127.0.0.1:8080");
+        }
+        let hex64 = |t: &str| t.len() == 64 && t.chars().all(|c| c.is_ascii_hexdigit());
+        if self.review.people.iter().any(|p| !hex64(&p.token_sha256)) {
+            return invalid(
+                "review.people.token_sha256",
+                "64 hex digits (fulfilment hash-token TOKEN prints them)",
+            );
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             return invalid("log.filter", "a tracing filter directive such as \"info\"");
         }
@@ -324,6 +395,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("relay.interval_ms"), "{err}");
+    }
+
+    #[test]
+    fn retry_delays_double_up_to_the_cap_with_bounded_jitter() {
+        let retry = defaults().retry;
+        assert_eq!(retry.delay_ms(1, 0.0), 500);
+        assert_eq!(retry.delay_ms(2, 0.0), 1000);
+        assert_eq!(retry.delay_ms(3, 0.0), 2000);
+        assert_eq!(retry.delay_ms(20, 0.0), 30_000);
+        assert_eq!(retry.delay_ms(1, 1.0), 625);
     }
 
     #[test]

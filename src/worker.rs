@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{Acquire, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span, warn};
+use uuid::Uuid;
 
 use crate::db;
 use crate::db::outbox::Publisher as SentBy;
@@ -25,19 +26,26 @@ use crate::domain::events::ReviewCaseOpened;
 use crate::domain::{EventType, OrderId};
 use crate::envelope::{Envelope, EnvelopeError, TraceParent, WireEvent};
 use crate::messaging::{Inbound, InboundStream, Publisher};
+use crate::settings::RetrySettings;
 use crate::stages::{
     Escalation, Handled, IncomingEvent, Role, Stage, StageContext, StageError, StageName,
 };
 
-/// How long a worker waits before returning a delivery that failed for a transient reason.
-const TRANSIENT_BACKOFF: Duration = Duration::from_millis(500);
+/// The longest a worker waits between checks while the database is unreachable.
+const DATABASE_BACKOFF_CAP: Duration = Duration::from_secs(5);
 
 /// Decides whether to simulate a crash right after a stage's commit, before it publishes.
 pub type CrashHook = Arc<dyn Fn(StageName, &str) -> bool + Send + Sync>;
 
+/// Decides whether to fail a delivery transiently: called with the stage, order id and attempt.
+pub type TransientHook = Arc<dyn Fn(StageName, &str, u32) -> bool + Send + Sync>;
+
 /// Faults injected on purpose, to prove recovery in tests. Empty in production.
 #[derive(Clone, Default)]
 pub struct Faults {
+    /// Called before each stage runs; `true` fails the delivery as if the database had refused
+    /// the transaction (a transient failure, retried through the delay queue).
+    pub fail_transiently: Option<TransientHook>,
     /// Called with the stage and order id after every commit; `true` makes the worker stop
     /// there as if the process died: nothing published, the delivery not acknowledged.
     pub crash_after_commit: Option<CrashHook>,
@@ -54,12 +62,25 @@ pub enum WorkerError {
     Failed(#[from] anyhow::Error),
 }
 
+/// How a worker handles what it cannot process now.
+#[derive(Debug, Clone)]
+pub struct FailurePolicy {
+    /// Retries of transient failures.
+    pub retry: RetrySettings,
+    /// The stage's delay queue.
+    pub delay_queue: String,
+    /// Messages larger than this go to review unparsed.
+    pub max_message_bytes: usize,
+}
+
 /// A worker for one stage.
 pub struct Worker {
     stage: Arc<dyn Stage>,
     pool: PgPool,
     publisher: Publisher,
     faults: Faults,
+    policy: FailurePolicy,
+    shutdown: CancellationToken,
 }
 
 /// What a stage emitted, and the refusal it made, if any.
@@ -75,22 +96,31 @@ enum Committed {
 
 impl Worker {
     /// A worker for `stage` that publishes with `publisher`.
-    pub fn new(stage: Arc<dyn Stage>, pool: PgPool, publisher: Publisher, faults: Faults) -> Self {
+    pub fn new(
+        stage: Arc<dyn Stage>,
+        pool: PgPool,
+        publisher: Publisher,
+        faults: Faults,
+        policy: FailurePolicy,
+    ) -> Self {
         Self {
             stage,
             pool,
             publisher,
             faults,
+            policy,
+            shutdown: CancellationToken::new(),
         }
     }
 
     /// Handles deliveries until `shutdown` is cancelled, then finishes the one in hand, stops
     /// consuming and closes its channel (unacknowledged deliveries return to the queue).
     pub async fn run(
-        self,
+        mut self,
         mut stream: InboundStream,
         shutdown: CancellationToken,
     ) -> Result<(), WorkerError> {
+        self.shutdown = shutdown.clone();
         let stage = self.stage.name();
         loop {
             let next = tokio::select! {
@@ -114,6 +144,23 @@ impl Worker {
     }
 
     async fn process(&self, inbound: &Inbound) -> Result<(), WorkerError> {
+        if inbound.body().len() > self.policy.max_message_bytes {
+            let key = message_key(inbound, None);
+            let span = info_span!("delivery", stage = %self.stage.name(), order_id = "-", message_id = %key);
+            let too_large = Escalation::new(
+                "message_too_large",
+                format!(
+                    "{} bytes, over the limit of {} (amqp.max_message_bytes)",
+                    inbound.body().len(),
+                    self.policy.max_message_bytes
+                ),
+                Role::Operations,
+            );
+            return self
+                .escalate_alone(inbound, &key, None, too_large)
+                .instrument(span)
+                .await;
+        }
         let decoded = Envelope::decode(inbound.body());
         let key = message_key(inbound, decoded.as_ref().ok().map(|(e, _)| e));
         let order_id = decoded.as_ref().ok().and_then(|(e, _)| e.order_id());
@@ -122,6 +169,7 @@ impl Worker {
             stage = %self.stage.name(),
             order_id = %order_id.as_ref().map_or("-", |id| id.as_str()),
             message_id = %key,
+            attempt = inbound.attempt(),
         );
         self.process_decoded(inbound, decoded, &key, order_id.as_ref())
             .instrument(span)
@@ -138,10 +186,7 @@ impl Worker {
         let emitted = match self.transact(inbound, decoded, key, order_id).await {
             Ok(Committed::Emitted(emitted)) => emitted,
             Ok(Committed::Retry(error)) | Err(error) => {
-                warn!(error = %format!("{error:#}"), "transient failure; the delivery goes back to the queue");
-                tokio::time::sleep(TRANSIENT_BACKOFF).await;
-                inbound.requeue().await?;
-                return Ok(());
+                return self.failed_transiently(inbound, key, order_id, error).await;
             }
         };
         if let Some(hook) = &self.faults.crash_after_commit {
@@ -153,6 +198,103 @@ impl Worker {
         self.publish(&emitted).await?;
         inbound.ack().await?;
         Ok(())
+    }
+
+    /// A transient failure: while the database is unreachable, wait for it and return the
+    /// delivery to its queue (no attempt is used up); otherwise retry through the delay queue,
+    /// and after the last attempt escalate.
+    async fn failed_transiently(
+        &self,
+        inbound: &Inbound,
+        key: &str,
+        order_id: Option<&OrderId>,
+        error: anyhow::Error,
+    ) -> Result<(), WorkerError> {
+        let error_text = format!("{error:#}");
+        if database_unavailable(&error) {
+            warn!(error = %error_text, "database unavailable; pausing until it answers");
+            self.wait_for_database().await;
+            inbound.requeue().await?;
+            return Ok(());
+        }
+        let attempt = inbound.attempt();
+        if attempt >= self.policy.retry.max_attempts {
+            let exhausted = Escalation::new(
+                "retries_exhausted",
+                format!("failed {attempt} times; last error: {error_text}"),
+                Role::Operations,
+            );
+            return self.escalate_alone(inbound, key, order_id, exhausted).await;
+        }
+        let jitter = (Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
+        let delay = self.policy.retry.delay_ms(attempt, jitter);
+        warn!(error = %error_text, attempt, delay_ms = delay, "transient failure; retrying later");
+        inbound
+            .defer(
+                &self.publisher,
+                &self.policy.delay_queue,
+                attempt + 1,
+                delay,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Waits until the database answers, backing off, or until shutdown.
+    async fn wait_for_database(&self) {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            if sqlx::query("SELECT 1").execute(&self.pool).await.is_ok() {
+                tracing::info!("database answers again");
+                return;
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(DATABASE_BACKOFF_CAP);
+        }
+    }
+
+    /// Opens a review case for a delivery without running the stage (a message too large to
+    /// read, or one whose attempts ran out), then publishes and acknowledges.
+    async fn escalate_alone(
+        &self,
+        inbound: &Inbound,
+        key: &str,
+        order_id: Option<&OrderId>,
+        escalation: Escalation,
+    ) -> Result<(), WorkerError> {
+        let result: anyhow::Result<Vec<(i64, WireEvent)>> = async {
+            let stage = self.stage.name();
+            let mut tx = self.pool.begin().await?;
+            if let Some(id) = order_id {
+                db::orders::lock(&mut tx, id.as_str()).await?;
+            }
+            let mut emitted = Vec::new();
+            if db::inbox::record(&mut tx, stage.as_str(), key).await? {
+                let trace = inbound.traceparent();
+                emitted.push(
+                    escalate(&mut tx, stage, inbound, key, order_id, &escalation, trace).await?,
+                );
+            }
+            tx.commit().await?;
+            Ok(emitted)
+        }
+        .await;
+        match result {
+            Ok(emitted) => {
+                self.publish(&emitted).await?;
+                inbound.ack().await?;
+                Ok(())
+            }
+            Err(error) => {
+                warn!(error = %format!("{error:#}"), "could not open a review case; waiting for the database");
+                self.wait_for_database().await;
+                inbound.requeue().await?;
+                Ok(())
+            }
+        }
     }
 
     /// Runs the delivery's transaction. `Err` means the transaction itself failed.
@@ -184,6 +326,14 @@ impl Worker {
                 ))
             }
             Ok((envelope, event_type)) => {
+                if let Some(hook) = &self.faults.fail_transiently {
+                    let order = order_id.map_or("", |id| id.as_str());
+                    if hook(stage, order, inbound.attempt()) {
+                        return Ok(Committed::Retry(anyhow::anyhow!(
+                            "injected transient failure"
+                        )));
+                    }
+                }
                 let event = IncomingEvent {
                     envelope,
                     event_type,
@@ -192,7 +342,8 @@ impl Worker {
                     Ok((emitted, None)) => Ok(emitted),
                     Ok((mut emitted, Some(refusal))) => {
                         let case =
-                            escalate(&mut tx, stage, inbound, order_id, &refusal, trace).await?;
+                            escalate(&mut tx, stage, inbound, key, order_id, &refusal, trace)
+                                .await?;
                         emitted.push(case);
                         Ok(emitted)
                     }
@@ -204,7 +355,8 @@ impl Worker {
         let emitted = match outcome {
             Ok(emitted) => emitted,
             Err(escalation) => {
-                let case = escalate(&mut tx, stage, inbound, order_id, &escalation, trace).await?;
+                let case =
+                    escalate(&mut tx, stage, inbound, key, order_id, &escalation, trace).await?;
                 vec![case]
             }
         };
@@ -294,6 +446,7 @@ async fn escalate(
     conn: &mut PgConnection,
     stage: StageName,
     inbound: &Inbound,
+    key: &str,
     order_id: Option<&OrderId>,
     escalation: &Escalation,
     trace: Option<TraceParent>,
@@ -308,6 +461,7 @@ async fn escalate(
             required_role: escalation.role.as_str(),
             original_body: inbound.body(),
             original_properties: inbound.properties_json(),
+            message_key: key,
         },
     )
     .await
@@ -331,4 +485,18 @@ async fn escalate(
     let event = WireEvent::new(&format!("fulfilment/{stage}"), &opened, trace.as_ref());
     let id = db::outbox::insert(conn, &event).await?;
     Ok((id, event))
+}
+
+/// Whether an error means the database cannot be reached (as opposed to a failed statement).
+fn database_unavailable(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| match cause.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) => true,
+            Some(sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed) => true,
+            Some(sqlx::Error::Database(db)) => db
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+            _ => false,
+        })
 }

@@ -13,3 +13,14 @@ pub async fn record(conn: &mut PgConnection, stage: &str, message_id: &str) -> s
             .await?;
     Ok(inserted.rows_affected() == 1)
 }
+
+/// Forgets that `stage` handled `message_id`, so the message can be handled again (a retry
+/// from review).
+pub async fn forget(conn: &mut PgConnection, stage: &str, message_id: &str) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM inbox WHERE stage = $1 AND message_id = $2")
+        .bind(stage)
+        .bind(message_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

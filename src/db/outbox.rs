@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 
-use crate::envelope::WireEvent;
+use crate::envelope::{DirectTarget, WireEvent};
 
 /// Who published an outbox row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,8 +26,9 @@ impl Publisher {
 /// Adds an event to the outbox and returns its row id.
 pub async fn insert(conn: &mut PgConnection, event: &WireEvent) -> sqlx::Result<i64> {
     sqlx::query_scalar(
-        "INSERT INTO outbox (event_id, order_id, routing_key, event_type, body, event_time, traceparent)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        "INSERT INTO outbox (event_id, order_id, routing_key, event_type, body, event_time, traceparent,
+           queue, properties)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
     )
     .bind(&event.event_id)
     .bind(&event.order_id)
@@ -36,6 +37,8 @@ pub async fn insert(conn: &mut PgConnection, event: &WireEvent) -> sqlx::Result<
     .bind(&event.body)
     .bind(event.time)
     .bind(&event.traceparent)
+    .bind(event.direct.as_ref().map(|d| d.queue.as_str()))
+    .bind(event.direct.as_ref().map(|d| &d.properties))
     .fetch_one(conn)
     .await
 }
@@ -60,7 +63,8 @@ pub async fn claim_unsent(
     limit: i64,
 ) -> sqlx::Result<Vec<(i64, WireEvent)>> {
     let rows = sqlx::query(
-        "SELECT id, event_id, order_id, routing_key, event_type, body, event_time, traceparent
+        "SELECT id, event_id, order_id, routing_key, event_type, body, event_time, traceparent,
+           queue, properties
          FROM outbox WHERE sent_at IS NULL AND created_at < $1
          ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
     )
@@ -70,6 +74,8 @@ pub async fn claim_unsent(
     .await?;
     rows.into_iter()
         .map(|row| {
+            let queue: Option<String> = row.try_get("queue")?;
+            let properties: Option<serde_json::Value> = row.try_get("properties")?;
             let event = WireEvent {
                 event_id: row.try_get("event_id")?,
                 order_id: row.try_get("order_id")?,
@@ -78,6 +84,10 @@ pub async fn claim_unsent(
                 time: row.try_get("event_time")?,
                 traceparent: row.try_get("traceparent")?,
                 body: row.try_get("body")?,
+                direct: queue.map(|queue| DirectTarget {
+                    queue,
+                    properties: properties.unwrap_or(serde_json::Value::Null),
+                }),
             };
             Ok((row.try_get("id")?, event))
         })

@@ -19,14 +19,17 @@ pub struct NewCase<'a> {
     pub original_body: &'a [u8],
     /// The message's AMQP properties.
     pub original_properties: serde_json::Value,
+    /// The message's inbox key.
+    pub message_key: &'a str,
 }
 
 /// Opens a case and returns its id.
 pub async fn open(conn: &mut PgConnection, case: NewCase<'_>) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "INSERT INTO review_cases
-           (order_id, stage, reason, detail, required_role, original_body, original_properties)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+           (order_id, stage, reason, detail, required_role, original_body, original_properties,
+            message_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
     )
     .bind(case.order_id)
     .bind(case.stage)
@@ -35,6 +38,153 @@ pub async fn open(conn: &mut PgConnection, case: NewCase<'_>) -> sqlx::Result<i6
     .bind(case.required_role)
     .bind(case.original_body)
     .bind(case.original_properties)
+    .bind(case.message_key)
     .fetch_one(conn)
+    .await
+}
+
+/// A case as listed and shown.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct CaseRow {
+    /// The case's id.
+    pub id: i64,
+    /// The order, if the message named one.
+    pub order_id: Option<String>,
+    /// The stage that escalated.
+    pub stage: String,
+    /// Machine-readable reason.
+    pub reason: String,
+    /// What went wrong.
+    pub detail: String,
+    /// The role with authority to resolve it.
+    pub required_role: String,
+    /// open, retried, amended, cancelled or closed.
+    pub status: String,
+    /// When it was opened (UTC).
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When it was resolved (UTC).
+    pub resolved_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Which cases to list. Empty fields do not filter.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct CaseFilter {
+    /// Only cases with this status.
+    pub status: Option<String>,
+    /// Only cases with this reason.
+    pub reason: Option<String>,
+    /// Only cases from this stage.
+    pub stage: Option<String>,
+    /// Only cases needing this role.
+    pub role: Option<String>,
+    /// Only cases opened at least this many seconds ago.
+    pub older_than_secs: Option<i64>,
+    /// Most cases returned (default 100, at most 1000).
+    pub limit: Option<i64>,
+}
+
+const CASE_COLUMNS: &str =
+    "id, order_id, stage, reason, detail, required_role, status, created_at, resolved_at";
+
+/// Cases matching the filter, oldest first.
+pub async fn list(conn: &mut PgConnection, filter: &CaseFilter) -> sqlx::Result<Vec<CaseRow>> {
+    let sql = format!(
+        "SELECT {CASE_COLUMNS} FROM review_cases
+         WHERE ($1::TEXT IS NULL OR status = $1) AND ($2::TEXT IS NULL OR reason = $2)
+           AND ($3::TEXT IS NULL OR stage = $3) AND ($4::TEXT IS NULL OR required_role = $4)
+           AND ($5::BIGINT IS NULL OR created_at <= now() - make_interval(secs => $5))
+         ORDER BY id LIMIT $6"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(&filter.status)
+        .bind(&filter.reason)
+        .bind(&filter.stage)
+        .bind(&filter.role)
+        .bind(filter.older_than_secs)
+        .bind(filter.limit.unwrap_or(100).clamp(1, 1000))
+        .fetch_all(conn)
+        .await
+}
+
+/// One case.
+pub async fn get(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<CaseRow>> {
+    let sql = format!("SELECT {CASE_COLUMNS} FROM review_cases WHERE id = $1");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// The message a case keeps: body, AMQP properties and inbox key.
+pub async fn original(
+    conn: &mut PgConnection,
+    id: i64,
+) -> sqlx::Result<Option<(Vec<u8>, serde_json::Value, Option<String>)>> {
+    sqlx::query_as(
+        "SELECT original_body, original_properties, message_key FROM review_cases WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Moves an open case to `status`. Returns false if it was not open: only one of several people
+/// acting at once succeeds.
+pub async fn resolve(conn: &mut PgConnection, id: i64, status: &str) -> sqlx::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE review_cases SET status = $2, resolved_at = now(), updated_at = now()
+         WHERE id = $1 AND status = 'open'",
+    )
+    .bind(id)
+    .bind(status)
+    .execute(conn)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// An action taken on a case.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct ActionRow {
+    /// retry, amend, cancel or close.
+    pub action: String,
+    /// Who.
+    pub actor: String,
+    /// Why.
+    pub note: String,
+    /// What it did.
+    pub detail: serde_json::Value,
+    /// When (UTC).
+    pub acted_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Records an action on a case.
+pub async fn record_action(
+    conn: &mut PgConnection,
+    case_id: i64,
+    action: &str,
+    actor: &str,
+    note: &str,
+    detail: serde_json::Value,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO review_actions (case_id, action, actor, note, detail) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(case_id)
+    .bind(action)
+    .bind(actor)
+    .bind(note)
+    .bind(detail)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A case's actions, oldest first.
+pub async fn actions(conn: &mut PgConnection, case_id: i64) -> sqlx::Result<Vec<ActionRow>> {
+    sqlx::query_as(
+        "SELECT action, actor, note, detail, acted_at FROM review_actions WHERE case_id = $1 ORDER BY id",
+    )
+    .bind(case_id)
+    .fetch_all(conn)
     .await
 }

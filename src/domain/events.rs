@@ -43,13 +43,15 @@ pub enum EventType {
     InstalmentDue,
     /// Revenue recognised for the order.
     RevenueRecognised,
+    /// The order was cancelled and what was done compensated.
+    OrderCancelled,
     /// A case opened on the human-review queue.
     ReviewCaseOpened,
 }
 
 impl EventType {
     /// Every event type.
-    pub const ALL: [EventType; 15] = [
+    pub const ALL: [EventType; 16] = [
         EventType::OrderPlaced,
         EventType::OrderAmended,
         EventType::OrderVerified,
@@ -64,6 +66,7 @@ impl EventType {
         EventType::PaymentCaptured,
         EventType::InstalmentDue,
         EventType::RevenueRecognised,
+        EventType::OrderCancelled,
         EventType::ReviewCaseOpened,
     ];
 
@@ -84,6 +87,7 @@ impl EventType {
             EventType::PaymentCaptured => "payment.captured",
             EventType::InstalmentDue => "revenue.instalment_due",
             EventType::RevenueRecognised => "revenue.recognised",
+            EventType::OrderCancelled => "order.cancelled",
             EventType::ReviewCaseOpened => "review.case_opened",
         }
     }
@@ -105,6 +109,7 @@ impl EventType {
             EventType::PaymentCaptured => "fulfilment.payment.captured.v1",
             EventType::InstalmentDue => "fulfilment.revenue.instalment_due.v1",
             EventType::RevenueRecognised => "fulfilment.revenue.recognised.v1",
+            EventType::OrderCancelled => "fulfilment.order.cancelled.v1",
             EventType::ReviewCaseOpened => "fulfilment.review.case_opened.v1",
         }
     }
@@ -473,6 +478,27 @@ fn on_acceptance() -> RecognitionPoint {
     RecognitionPoint::OnAcceptance
 }
 payload!(RevenueRecognised, EventType::RevenueRecognised);
+
+/// `order.cancelled`: a person cancelled the order; stock was released, documents voided and any
+/// recognised revenue reversed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCancelled {
+    /// The order.
+    pub order_id: OrderId,
+    /// The review case it was cancelled from.
+    pub case_id: i64,
+    /// Why, in the words of the person who cancelled it.
+    pub reason: String,
+    /// Units of stock returned.
+    pub stock_released: i64,
+    /// Documents voided.
+    pub documents_voided: u64,
+    /// Net revenue reversed, minor units.
+    pub revenue_reversed_minor: i64,
+    /// When (UTC).
+    pub cancelled_at: DateTime<Utc>,
+}
+payload!(OrderCancelled, EventType::OrderCancelled);
 
 /// `review.case_opened`: a stage could not finish; a person must resolve the case.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,11 +23,14 @@ pub enum OrderState {
     Confirmed,
     /// Revenue recognised: nothing left to do.
     Completed,
+    /// Cancelled by a person resolving a review case; what was done has been compensated.
+    /// Last in order, so every stage treats later events for the order as already done.
+    Cancelled,
 }
 
 impl OrderState {
     /// Every state, in pipeline order.
-    pub const ALL: [OrderState; 7] = [
+    pub const ALL: [OrderState; 8] = [
         OrderState::Placed,
         OrderState::Verified,
         OrderState::Prepared,
@@ -35,6 +38,7 @@ impl OrderState {
         OrderState::HandedOver,
         OrderState::Confirmed,
         OrderState::Completed,
+        OrderState::Cancelled,
     ];
 
     /// The state's name as stored and printed.
@@ -47,6 +51,7 @@ impl OrderState {
             OrderState::HandedOver => "handed_over",
             OrderState::Confirmed => "confirmed",
             OrderState::Completed => "completed",
+            OrderState::Cancelled => "cancelled",
         }
     }
 
@@ -55,10 +60,14 @@ impl OrderState {
         self < OrderState::HandedOver
     }
 
-    /// Whether an order may move from `self` to `to`: only one step forward along the pipeline.
+    /// Whether an order may move from `self` to `to`: one step forward along the pipeline, or
+    /// to `cancelled` from any state but `cancelled`.
     pub fn can_move_to(self, to: OrderState) -> bool {
+        if to == OrderState::Cancelled {
+            return self != OrderState::Cancelled;
+        }
         let (from, to) = (self as usize, to as usize);
-        to == from + 1
+        to == from + 1 && to < OrderState::Cancelled as usize
     }
 }
 
@@ -95,6 +104,8 @@ mod tests {
         assert!(!Placed.can_move_to(Prepared));
         assert!(!Prepared.can_move_to(Verified));
         assert!(!Completed.can_move_to(Completed));
+        assert!(Prepared.can_move_to(Cancelled) && Completed.can_move_to(Cancelled));
+        assert!(!Cancelled.can_move_to(Cancelled));
     }
 
     #[test]

@@ -11,6 +11,11 @@ use lapin::{Channel, Connection, Consumer};
 
 use crate::envelope::TraceParent;
 
+use super::Publisher;
+
+/// The header carrying which attempt at a message a delivery is.
+pub const ATTEMPT_HEADER: &str = "x-fulfilment-attempt";
+
 /// A message taken from a queue. It stays on the broker, unacknowledged, until [`Inbound::ack`].
 pub struct Inbound {
     delivery: Delivery,
@@ -38,6 +43,46 @@ impl Inbound {
             AMQPValue::LongString(s) => TraceParent::parse(&s.to_string()),
             AMQPValue::ShortString(s) => TraceParent::parse(s.as_str()),
             _ => None,
+        }
+    }
+
+    /// Which attempt at this message this is, from the `x-fulfilment-attempt` header (1 if absent).
+    pub fn attempt(&self) -> u32 {
+        let headers = self.delivery.properties.headers().as_ref();
+        match headers.and_then(|h| h.inner().get(ATTEMPT_HEADER)) {
+            Some(AMQPValue::LongUInt(n)) => *n,
+            Some(AMQPValue::LongInt(n)) => u32::try_from(*n).unwrap_or(1),
+            Some(AMQPValue::LongLongInt(n)) => u32::try_from(*n).unwrap_or(1),
+            _ => 1,
+        }
+        .max(1)
+    }
+
+    /// Sends a copy of the message (same body, same properties) to `delay_queue`, marked as
+    /// attempt `next_attempt`, to expire back to its stage after `delay_ms`; then acknowledges
+    /// this delivery. If the copy is not confirmed, the delivery goes back to its queue instead.
+    pub async fn defer(
+        &self,
+        publisher: &Publisher,
+        delay_queue: &str,
+        next_attempt: u32,
+        delay_ms: u64,
+    ) -> anyhow::Result<()> {
+        let mut properties = self.delivery.properties.clone();
+        let mut headers = properties.headers().clone().unwrap_or_default();
+        headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongUInt(next_attempt));
+        properties = properties
+            .with_headers(headers)
+            .with_expiration(delay_ms.to_string().into());
+        match publisher
+            .publish_to_queue(delay_queue, self.body(), properties)
+            .await
+        {
+            Ok(()) => self.ack().await,
+            Err(error) => {
+                self.requeue().await?;
+                Err(anyhow::Error::new(error).context("deferring a delivery for retry"))
+            }
         }
     }
 
@@ -121,16 +166,24 @@ impl InboundStream {
     }
 
     /// Stops taking deliveries and closes the channel; unacknowledged ones go back to the queue.
-    /// A channel the broker or lapin is already closing is left to finish closing.
+    /// A channel the broker or lapin is already closing is left to finish closing. Each step
+    /// waits at most [`CLOSE_TIMEOUT`]: a broker that does not answer cannot hold up a shutdown.
     pub async fn close(self) -> anyhow::Result<()> {
         if self.channel.status().connected() {
-            self.channel
-                .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())
+            let cancel = self
+                .channel
+                .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default());
+            tokio::time::timeout(CLOSE_TIMEOUT, cancel)
                 .await
+                .context("cancelling the consumer timed out")?
                 .context("cancelling the consumer")?;
         }
         if self.channel.status().connected() {
-            match self.channel.close(200, "shutting down".into()).await {
+            let close = self.channel.close(200, "shutting down".into());
+            match tokio::time::timeout(CLOSE_TIMEOUT, close)
+                .await
+                .context("closing the channel timed out")?
+            {
                 Ok(()) => {}
                 Err(e) if already_closing(&e) => {}
                 Err(e) => return Err(anyhow::Error::new(e).context("closing the channel")),
@@ -139,6 +192,9 @@ impl InboundStream {
         Ok(())
     }
 }
+
+/// The longest a consumer waits for the broker while closing.
+pub const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Whether an error only says the channel is already closing or closed (lapin closes a channel
 /// by itself when the last handle to it is dropped).

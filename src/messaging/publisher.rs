@@ -62,17 +62,30 @@ impl Publisher {
     ) -> Result<(), PublishError> {
         let mut pending = Vec::with_capacity(events.len());
         for event in events {
+            let (exchange, routing_key, properties) = match &event.direct {
+                None => (
+                    self.exchange.as_str(),
+                    event.routing_key.as_str(),
+                    properties(event),
+                ),
+                Some(direct) => (
+                    "",
+                    direct.queue.as_str(),
+                    serde_json::from_value(direct.properties.clone())
+                        .unwrap_or_else(|_| properties(event)),
+                ),
+            };
             let confirm = self
                 .channel
                 .basic_publish(
-                    self.exchange.as_str().into(),
-                    event.routing_key.as_str().into(),
+                    exchange.into(),
+                    routing_key.into(),
                     BasicPublishOptions {
-                        mandatory,
+                        mandatory: mandatory || event.direct.is_some(),
                         ..Default::default()
                     },
                     &event.body,
-                    properties(event),
+                    properties,
                 )
                 .await?;
             pending.push((event, confirm));
@@ -98,6 +111,36 @@ impl Publisher {
             }
         }
         Ok(())
+    }
+
+    /// Publishes one message to a queue through the default exchange and waits for its confirm.
+    pub async fn publish_to_queue(
+        &self,
+        queue: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), PublishError> {
+        let confirm = self
+            .channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                body,
+                properties,
+            )
+            .await?
+            .await?;
+        match confirm {
+            Confirmation::Ack(None) => Ok(()),
+            Confirmation::Ack(Some(_)) => {
+                Err(PublishError::Unroutable("retry".into(), queue.into()))
+            }
+            _ => Err(PublishError::Nacked(format!("message to {queue}"))),
+        }
     }
 }
 

@@ -37,6 +37,12 @@ impl Topology {
         format!("{}.{}", self.namespace, stage.as_str())
     }
 
+    /// The delay queue where a stage's messages wait before another attempt. Messages expire
+    /// after their own delay and are dead-lettered back to the stage's queue.
+    pub fn retry_queue(&self, stage: StageName) -> String {
+        format!("{}.{}.retry", self.namespace, stage.as_str())
+    }
+
     /// The quorum queue of the human-review cases.
     pub fn review_queue(&self) -> String {
         format!("{}.review", self.namespace)
@@ -66,6 +72,7 @@ impl Topology {
                 .collect();
             self.declare_queue(channel, &self.stage_queue(stage), &keys)
                 .await?;
+            self.declare_retry_queue(channel, stage).await?;
         }
         self.declare_queue(channel, &self.review_queue(), &[REVIEW_BINDING])
             .await
@@ -109,11 +116,37 @@ impl Topology {
         Ok(())
     }
 
+    /// Declares a stage's delay queue: durable, dead-lettering expired messages to the stage.
+    async fn declare_retry_queue(&self, channel: &Channel, stage: StageName) -> anyhow::Result<()> {
+        let queue = self.retry_queue(stage);
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString("".into()),
+        );
+        arguments.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(self.stage_queue(stage).as_str().into()),
+        );
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                arguments,
+            )
+            .await
+            .with_context(|| format!("declaring delay queue {queue}"))?;
+        Ok(())
+    }
+
     /// Deletes every queue and the exchange of this namespace. Used to clean up after tests.
     pub async fn delete(&self, channel: &Channel) -> anyhow::Result<()> {
         let queues = StageName::ALL
             .into_iter()
-            .map(|s| self.stage_queue(s))
+            .flat_map(|s| [self.stage_queue(s), self.retry_queue(s)])
             .chain([self.review_queue()]);
         for queue in queues {
             channel

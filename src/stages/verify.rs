@@ -352,6 +352,10 @@ impl Verify {
     ) -> Result<Handled, StageError> {
         if !db::orders::insert_placed(ctx.conn(), &order).await? {
             let existing = ctx.order(&order.order_id).await?;
+            if existing.order == order && existing.state == OrderState::Placed {
+                // Refused before and sent again from review: check it again.
+                return self.verify(ctx, existing).await;
+            }
             if existing.order == order {
                 return Ok(Handled::AlreadyDone);
             }

@@ -93,6 +93,7 @@ async fn a_crash_between_commit_and_publish_is_recovered_by_the_relay() {
         crash_after_commit: Some(Arc::new(move |stage, order| {
             stage == StageName::Prepare && order == "CRASH-1" && !flag.swap(true, Ordering::SeqCst)
         })),
+        ..Faults::default()
     };
     env.start_pipeline(PipelineOptions {
         faults,

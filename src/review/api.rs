@@ -1,0 +1,185 @@
+//! The review desk over HTTP. Every route but `/health` needs `Authorization: Bearer TOKEN` of a
+//! configured person: 401 without a valid token, 403 without the authority a case needs.
+//!
+//! | method | path | body | |
+//! |---|---|---|---|
+//! | GET | `/health` | | `ok` |
+//! | GET | `/cases?status=&reason=&stage=&role=&older_than_secs=&limit=` | | cases, oldest first |
+//! | GET | `/cases/{id}` | | the case, its original message, the order's timeline, actions |
+//! | POST | `/cases/{id}/retry` | `{"note"}` | re-inject the original message |
+//! | POST | `/cases/{id}/amend` | `{"note", "order"}` | apply a changed order |
+//! | POST | `/cases/{id}/cancel` | `{"note"}` | cancel and compensate |
+//! | POST | `/cases/{id}/close` | `{"note"}` | resolved outside the pipeline |
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::review::CaseFilter;
+
+use super::{People, Person, Resolution, ReviewDesk, ReviewError};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The desk.
+    pub desk: ReviewDesk,
+    /// Who may call.
+    pub people: Arc<People>,
+}
+
+/// The routes.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/cases", get(list))
+        .route("/cases/{id}", get(show))
+        .route("/cases/{id}/{action}", post(resolve))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    state: ApiState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    tracing::info!(address = %listener.local_addr()?, "review API listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
+}
+
+/// An error as the API answers it.
+#[derive(Debug)]
+pub enum ApiError {
+    /// No valid bearer token.
+    Unauthorized,
+    /// The desk refused.
+    Review(ReviewError),
+}
+
+impl From<ReviewError> for ApiError {
+    fn from(e: ReviewError) -> Self {
+        ApiError::Review(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            ApiError::Unauthorized => {
+                let body = Json(serde_json::json!({ "error": "a valid bearer token is required" }));
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer")],
+                    body,
+                )
+                    .into_response();
+            }
+            ApiError::Review(e) => match &e {
+                ReviewError::NotFound(_) => (StatusCode::NOT_FOUND, e.to_string()),
+                ReviewError::NotOpen(..) => (StatusCode::CONFLICT, e.to_string()),
+                ReviewError::Forbidden { .. } => (StatusCode::FORBIDDEN, e.to_string()),
+                ReviewError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+                ReviewError::Internal(inner) => {
+                    tracing::error!(error = %format!("{inner:#}"), "review API failure");
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal error".to_owned(),
+                    )
+                }
+            },
+        };
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
+    }
+}
+
+/// The authenticated caller.
+pub struct Caller(pub Person);
+
+impl FromRequestParts<ApiState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthorized)?;
+        state
+            .people
+            .authenticate(token.trim())
+            .cloned()
+            .map(Caller)
+            .ok_or(ApiError::Unauthorized)
+    }
+}
+
+async fn list(
+    State(state): State<ApiState>,
+    _caller: Caller,
+    Query(filter): Query<CaseFilter>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.desk.list(&filter).await?))
+}
+
+async fn show(
+    State(state): State<ApiState>,
+    _caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.desk.show(id).await?))
+}
+
+/// The body of a resolution.
+#[derive(Debug, Deserialize)]
+pub struct ResolveBody {
+    /// Why.
+    pub note: String,
+    /// For `amend`: the changed order.
+    #[serde(default)]
+    pub order: Option<serde_json::Value>,
+}
+
+async fn resolve(
+    State(state): State<ApiState>,
+    Caller(person): Caller,
+    Path((id, action)): Path<(i64, String)>,
+    Json(body): Json<ResolveBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let resolution = match (action.as_str(), body.order) {
+        ("retry", _) => Resolution::Retry,
+        ("amend", Some(order)) => Resolution::Amend(order),
+        ("amend", None) => {
+            return Err(ReviewError::Invalid("amend needs an \"order\"".into()).into());
+        }
+        ("cancel", _) => Resolution::Cancel,
+        ("close", _) => Resolution::Close,
+        (other, _) => {
+            return Err(ReviewError::Invalid(format!(
+                "unknown action {other:?}; expected retry, amend, cancel or close"
+            ))
+            .into());
+        }
+    };
+    Ok(Json(
+        state
+            .desk
+            .resolve(id, &person, resolution, &body.note)
+            .await?,
+    ))
+}

@@ -1,0 +1,391 @@
+//! Listing, showing and resolving review cases.
+//!
+//! Every resolution runs in one transaction that moves the case from `open` (so of two people
+//! acting at once, exactly one succeeds), records the action with who and why, and writes what
+//! must be published to the outbox; after the commit it is published (the relay covers a crash).
+
+use std::sync::Arc;
+
+use base64::Engine;
+use chrono::Utc;
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+
+use crate::db;
+use crate::db::outbox::Publisher as SentBy;
+use crate::db::records::{NewRecord, TimelineEntry};
+use crate::db::review::{ActionRow, CaseFilter, CaseRow};
+use crate::db::timers::TimerKind;
+use crate::domain::events::{OrderAmended, OrderCancelled};
+use crate::domain::{Order, OrderId, OrderState};
+use crate::envelope::{DirectTarget, WireEvent};
+use crate::messaging::inbound::ATTEMPT_HEADER;
+use crate::messaging::{self, Publisher, Topology};
+use crate::settings::AmqpSettings;
+use crate::stages::StageName;
+
+use super::people::Person;
+
+const SOURCE: &str = "fulfilment/review";
+
+/// Why a review request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// No such case.
+    #[error("no review case {0}")]
+    NotFound(i64),
+    /// The case was already resolved (perhaps by someone else a moment ago).
+    #[error("case {0} is already {1}")]
+    NotOpen(i64, String),
+    /// The person lacks the authority the case needs.
+    #[error("resolving case {case} needs the role {required}")]
+    Forbidden {
+        /// The case.
+        case: i64,
+        /// The role it needs.
+        required: String,
+    },
+    /// The request does not fit the case.
+    #[error("{0}")]
+    Invalid(String),
+    /// The database or broker failed.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for ReviewError {
+    fn from(e: sqlx::Error) -> Self {
+        ReviewError::Internal(e.into())
+    }
+}
+
+/// What a person decided.
+#[derive(Debug, Clone)]
+pub enum Resolution {
+    /// Send the original message to the stage it failed at again.
+    Retry,
+    /// Apply this changed order (its version is raised above the current one if needed) and
+    /// verify it again.
+    Amend(serde_json::Value),
+    /// Cancel the order and compensate what was done.
+    Cancel,
+    /// Resolved outside the pipeline.
+    Close,
+}
+
+impl Resolution {
+    fn action(&self) -> &'static str {
+        match self {
+            Resolution::Retry => "retry",
+            Resolution::Amend(_) => "amend",
+            Resolution::Cancel => "cancel",
+            Resolution::Close => "close",
+        }
+    }
+
+    fn status(&self) -> &'static str {
+        match self {
+            Resolution::Retry => "retried",
+            Resolution::Amend(_) => "amended",
+            Resolution::Cancel => "cancelled",
+            Resolution::Close => "closed",
+        }
+    }
+}
+
+/// A case with everything a person needs to decide.
+#[derive(Debug, Serialize)]
+pub struct CaseDetail {
+    /// The case.
+    #[serde(flatten)]
+    pub case: CaseRow,
+    /// The message that could not be handled, as base64 (byte for byte).
+    pub original_body_base64: String,
+    /// The same, as text, when it is UTF-8.
+    pub original_body_text: Option<String>,
+    /// Its AMQP properties.
+    pub original_properties: serde_json::Value,
+    /// The order's state, if the order exists.
+    pub order_state: Option<String>,
+    /// The order's timeline.
+    pub timeline: Vec<TimelineEntry>,
+    /// What people have done about the case.
+    pub actions: Vec<ActionRow>,
+}
+
+/// The review desk.
+#[derive(Clone)]
+pub struct ReviewDesk {
+    pool: PgPool,
+    publisher: Publisher,
+    topology: Topology,
+    /// The desk's own broker connection, kept open as long as the desk lives.
+    _connection: Option<Arc<lapin::Connection>>,
+}
+
+impl ReviewDesk {
+    /// A desk over `pool`, publishing with `publisher` into `topology`.
+    pub fn new(pool: PgPool, publisher: Publisher, topology: Topology) -> Self {
+        Self {
+            pool,
+            publisher,
+            topology,
+            _connection: None,
+        }
+    }
+
+    /// A desk with its own broker connection. Should the connection fail, what the desk
+    /// resolves is still committed to the outbox, and the relay publishes it.
+    pub async fn connect(settings: &AmqpSettings, pool: PgPool) -> anyhow::Result<Self> {
+        let topology = Topology::new(&settings.namespace);
+        let connection = messaging::connect(settings, "review").await?;
+        let publisher = Publisher::open(&connection, &topology).await?;
+        Ok(Self {
+            pool,
+            publisher,
+            topology,
+            _connection: Some(Arc::new(connection)),
+        })
+    }
+
+    /// Cases matching `filter`, oldest first.
+    pub async fn list(&self, filter: &CaseFilter) -> Result<Vec<CaseRow>, ReviewError> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(db::review::list(&mut conn, filter).await?)
+    }
+
+    /// One case with its message, the order's timeline and the actions taken.
+    pub async fn show(&self, id: i64) -> Result<CaseDetail, ReviewError> {
+        let mut conn = self.pool.acquire().await?;
+        let case = db::review::get(&mut conn, id)
+            .await?
+            .ok_or(ReviewError::NotFound(id))?;
+        let (body, properties, _) = db::review::original(&mut conn, id)
+            .await?
+            .ok_or(ReviewError::NotFound(id))?;
+        let (order_state, timeline) = match &case.order_id {
+            Some(order) => (
+                db::orders::find(&mut conn, order)
+                    .await?
+                    .map(|o| o.state.to_string()),
+                db::records::timeline(&mut conn, order).await?,
+            ),
+            None => (None, Vec::new()),
+        };
+        Ok(CaseDetail {
+            original_body_base64: base64::engine::general_purpose::STANDARD.encode(&body),
+            original_body_text: String::from_utf8(body).ok(),
+            original_properties: properties,
+            order_state,
+            timeline,
+            actions: db::review::actions(&mut conn, id).await?,
+            case,
+        })
+    }
+
+    /// Resolves a case as `person` decided, for the reason in `note`.
+    pub async fn resolve(
+        &self,
+        id: i64,
+        person: &Person,
+        resolution: Resolution,
+        note: &str,
+    ) -> Result<CaseRow, ReviewError> {
+        let mut tx = self.pool.begin().await?;
+        let case = db::review::get(&mut tx, id)
+            .await?
+            .ok_or(ReviewError::NotFound(id))?;
+        if !person.may_resolve(&case.required_role) {
+            return Err(ReviewError::Forbidden {
+                case: id,
+                required: case.required_role,
+            });
+        }
+        if note.trim().is_empty() {
+            return Err(ReviewError::Invalid("a note saying why is required".into()));
+        }
+        if let Some(order) = &case.order_id {
+            db::orders::lock(&mut tx, order).await?;
+        }
+        if !db::review::resolve(&mut tx, id, resolution.status()).await? {
+            let current = db::review::get(&mut tx, id)
+                .await?
+                .map(|c| c.status)
+                .unwrap_or_default();
+            return Err(ReviewError::NotOpen(id, current));
+        }
+        let (detail, emitted) = match &resolution {
+            Resolution::Retry => self.retry(&mut tx, &case).await?,
+            Resolution::Amend(order) => amend(&mut tx, &case, order.clone()).await?,
+            Resolution::Cancel => cancel(&mut tx, &case, note).await?,
+            Resolution::Close => (serde_json::json!({}), Vec::new()),
+        };
+        db::review::record_action(&mut tx, id, resolution.action(), &person.name, note, detail)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(case = id, action = resolution.action(), actor = %person.name, "review case resolved");
+        self.publish(&emitted).await;
+        let mut conn = self.pool.acquire().await?;
+        db::review::get(&mut conn, id)
+            .await?
+            .ok_or(ReviewError::NotFound(id))
+    }
+
+    /// Re-injects the original message into its stage's queue, and lets the stage's inbox take
+    /// it again.
+    async fn retry(
+        &self,
+        conn: &mut PgConnection,
+        case: &CaseRow,
+    ) -> Result<(serde_json::Value, Vec<(i64, WireEvent)>), ReviewError> {
+        let stage: StageName = case.stage.parse().map_err(|_| {
+            ReviewError::Invalid(format!("case {} has no stage to retry at", case.id))
+        })?;
+        let (body, mut properties, key) = db::review::original(conn, case.id)
+            .await?
+            .ok_or(ReviewError::NotFound(case.id))?;
+        if let Some(key) = &key {
+            db::inbox::forget(conn, stage.as_str(), key).await?;
+        }
+        if let Some(headers) = properties
+            .pointer_mut("/headers")
+            .and_then(|h| h.as_object_mut())
+        {
+            headers.remove(ATTEMPT_HEADER);
+        }
+        let queue = self.topology.stage_queue(stage);
+        let event = WireEvent {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            order_id: case.order_id.clone().unwrap_or_default(),
+            routing_key: queue.clone(),
+            event_type: "review.retry".into(),
+            time: Utc::now(),
+            traceparent: crate::envelope::TraceParent::new_root().to_string(),
+            body,
+            direct: Some(DirectTarget {
+                queue: queue.clone(),
+                properties,
+            }),
+        };
+        let id = db::outbox::insert(conn, &event).await?;
+        Ok((
+            serde_json::json!({ "requeued_to": queue }),
+            vec![(id, event)],
+        ))
+    }
+
+    async fn publish(&self, emitted: &[(i64, WireEvent)]) {
+        if emitted.is_empty() {
+            return;
+        }
+        let events: Vec<WireEvent> = emitted.iter().map(|(_, e)| e.clone()).collect();
+        let ids: Vec<i64> = emitted.iter().map(|(id, _)| *id).collect();
+        let published = async {
+            self.publisher.publish_all(&events, false).await?;
+            let mut conn = self.pool.acquire().await?;
+            db::outbox::mark_sent(&mut conn, &ids, SentBy::Handler).await?;
+            anyhow::Ok(())
+        };
+        if let Err(error) = published.await {
+            tracing::warn!(error = %format!("{error:#}"), "publishing a resolution failed; the relay will");
+        }
+    }
+}
+
+fn order_of(case: &CaseRow) -> Result<OrderId, ReviewError> {
+    let id = case
+        .order_id
+        .clone()
+        .ok_or_else(|| ReviewError::Invalid(format!("case {} is not about an order", case.id)))?;
+    OrderId::parse(id).map_err(|e| ReviewError::Invalid(e.to_string()))
+}
+
+/// Publishes the changed order as `order.amended`, with a version above the current one.
+async fn amend(
+    conn: &mut PgConnection,
+    case: &CaseRow,
+    mut body: serde_json::Value,
+) -> Result<(serde_json::Value, Vec<(i64, WireEvent)>), ReviewError> {
+    let order_id = order_of(case)?;
+    let current = db::orders::find(conn, order_id.as_str()).await?;
+    let current_version = current.as_ref().map_or(0, |o| o.order.version);
+    let given = body.get("version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+    body["version"] = serde_json::json!(given.max(current_version + 1));
+    body["order_id"] = serde_json::json!(order_id.as_str());
+    let order: Order = serde_json::from_value(body)
+        .map_err(|e| ReviewError::Invalid(format!("the amended order is invalid: {e}")))?;
+    let amended = OrderAmended {
+        order_id: order_id.clone(),
+        order: order.clone(),
+    };
+    let event = WireEvent::new(SOURCE, &amended, None);
+    let id = db::outbox::insert(conn, &event).await?;
+    Ok((
+        serde_json::json!({ "version": order.version }),
+        vec![(id, event)],
+    ))
+}
+
+/// Cancels the order: releases its stock, voids its documents, reverses its revenue with
+/// reversing ledger rows, stops its timers, records it in the timeline and emits
+/// `order.cancelled`.
+async fn cancel(
+    conn: &mut PgConnection,
+    case: &CaseRow,
+    note: &str,
+) -> Result<(serde_json::Value, Vec<(i64, WireEvent)>), ReviewError> {
+    let order_id = order_of(case)?;
+    let id = order_id.as_str();
+    let stored = db::orders::find(conn, id)
+        .await?
+        .ok_or_else(|| ReviewError::Invalid(format!("order {id} does not exist")))?;
+    if !stored.state.can_move_to(OrderState::Cancelled) {
+        return Err(ReviewError::Invalid(format!(
+            "order {id} is already {}",
+            stored.state
+        )));
+    }
+    let stock_released = db::stock::release_order(conn, id).await?;
+    let documents_voided = db::documents::void_order(conn, id).await?;
+    let currency = stored.order.currency.to_string();
+    let revenue_reversed_minor = db::ledger::reverse_recognitions(
+        conn,
+        id,
+        &currency,
+        &format!("cancelled from case {}", case.id),
+    )
+    .await?;
+    for kind in [TimerKind::AcceptanceDue, TimerKind::InstalmentDue] {
+        db::timers::cancel(conn, id, kind).await?;
+    }
+    if !db::orders::set_state(conn, id, stored.state, OrderState::Cancelled).await? {
+        return Err(ReviewError::Internal(anyhow::anyhow!(
+            "order {id} changed under a lock"
+        )));
+    }
+    let cancelled = OrderCancelled {
+        order_id: order_id.clone(),
+        case_id: case.id,
+        reason: note.to_owned(),
+        stock_released,
+        documents_voided,
+        revenue_reversed_minor,
+        cancelled_at: Utc::now(),
+    };
+    let detail = serde_json::to_value(&cancelled).map_err(anyhow::Error::from)?;
+    let message_id = format!("review-case-{}", case.id);
+    db::records::insert(
+        conn,
+        NewRecord {
+            order_id: id,
+            stage: "review",
+            message_id: &message_id,
+            state_after: OrderState::Cancelled.as_str(),
+            detail: detail.clone(),
+        },
+    )
+    .await?;
+    let event = WireEvent::new(SOURCE, &cancelled, None);
+    let row = db::outbox::insert(conn, &event).await?;
+    Ok((detail, vec![(row, event)]))
+}

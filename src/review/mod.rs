@@ -1,0 +1,14 @@
+//! The human-review desk: what stages could not finish, and the people with the authority to
+//! resolve it.
+//!
+//! - [`people`]: who may act (bearer tokens stored hashed) and with which roles.
+//! - [`desk`]: listing, showing and resolving cases (retry, amend, cancel, close), each action
+//!   recorded with who, when and why, and exactly once even when two people act at once.
+//! - [`api`]: the same over HTTP (`fulfilment serve`, also started by `run`).
+
+pub mod api;
+pub mod desk;
+pub mod people;
+
+pub use desk::{Resolution, ReviewDesk, ReviewError};
+pub use people::{People, Person};
