@@ -251,14 +251,21 @@ impl TestEnv {
         for helper in self.helpers {
             helper.abort();
         }
-        let channel = self.client.connection().create_channel().await.unwrap();
+        let client = if self.client.connection().status().connected() {
+            self.client
+        } else {
+            Client::connect(&self.settings.amqp, "tests")
+                .await
+                .expect("reconnect for teardown")
+        };
+        let channel = client.connection().create_channel().await.unwrap();
         for queue in &self.extra_queues {
             let _ = channel
                 .queue_delete(queue.as_str().into(), Default::default())
                 .await;
         }
         let _ = self.topology.delete(&channel).await;
-        let _ = self.client.close().await;
+        let _ = client.close().await;
         self.pool.close().await;
         let _ = db::drop_database(&self.settings.database).await;
     }

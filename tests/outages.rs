@@ -1,0 +1,254 @@
+//! Outages under a steady stream of orders: the broker stopped and started, the workers'
+//! database connections terminated, a worker process killed and restarted. After each, every
+//! submitted order reaches its final state exactly once.
+//!
+//! These tests stop the shared broker, so they live in their own test binary (cargo runs test
+//! binaries one after another) and take a lock so that they run one at a time.
+
+#[path = "pipeline/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fulfilment::client::Client;
+use fulfilment::domain::events::OrderPlaced;
+use fulfilment::envelope::WireEvent;
+use fulfilment::pipeline::PipelineOptions;
+use fulfilment::settings::Settings;
+use helpers::{TestEnv, order};
+use tokio::sync::Mutex;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
+
+const ORDERS: usize = 60;
+
+/// Publishes `ORDERS` orders, one every 25 ms, each until the broker confirms it (reconnecting
+/// as needed). A republished order is the same event, so it has one effect.
+fn steady_stream(settings: Settings, prefix: &str) -> tokio::task::JoinHandle<()> {
+    let events: Vec<WireEvent> = (0..ORDERS)
+        .map(|i| {
+            WireEvent::new(
+                "tests",
+                &OrderPlaced::new(order(&format!("{prefix}-{i}"), i as i64)),
+                None,
+            )
+        })
+        .collect();
+    tokio::spawn(async move {
+        let mut client: Option<Client> = None;
+        for event in events {
+            loop {
+                if client.is_none() {
+                    client = Client::connect(&settings.amqp, "tests/stream").await.ok();
+                }
+                let sent = match &client {
+                    Some(c) => c.publish_raw(std::slice::from_ref(&event)).await.is_ok(),
+                    None => false,
+                };
+                if sent {
+                    break;
+                }
+                client = None;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    })
+}
+
+/// Every order completed once: six stage records each, the ledger balanced with revenue equal
+/// to the net total, and one outbox event per order and event type.
+async fn assert_exactly_once(env: &TestEnv, prefix: &str) {
+    env.wait_completed(ORDERS as i64).await;
+    let pool = &env.pool;
+    let like = format!("{prefix}-%");
+    let (orders, records): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM orders WHERE order_id LIKE $1 AND state = 'completed'),
+                (SELECT count(*) FROM stage_records WHERE order_id LIKE $1)",
+    )
+    .bind(&like)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!((orders, records), (ORDERS as i64, 6 * ORDERS as i64));
+    let unbalanced: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT o.order_id FROM orders o JOIN ledger_entries l USING (order_id)
+           WHERE o.order_id LIKE $1 GROUP BY o.order_id, o.total_minor
+           HAVING SUM(l.debit_minor) <> SUM(l.credit_minor)
+               OR SUM(CASE WHEN l.account = 'revenue' THEN l.credit_minor - l.debit_minor END) <> o.total_minor) x",
+    )
+    .bind(&like)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        unbalanced, 0,
+        "every ledger balances and recognises the net total once"
+    );
+    let ledger_rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM ledger_entries WHERE order_id LIKE $1")
+            .bind(&like)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        ledger_rows,
+        3 * ORDERS as i64,
+        "one recognition posting (3 rows) per order"
+    );
+    let repeated: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT order_id, routing_key FROM outbox WHERE order_id LIKE $1
+           GROUP BY order_id, routing_key HAVING count(*) > 1) x",
+    )
+    .bind(&like)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(repeated, 0, "no event emitted twice for an order");
+    let cases: i64 = sqlx::query_scalar("SELECT count(*) FROM review_cases")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(cases, 0, "nothing was escalated");
+}
+
+/// Starts the broker's application again when dropped, so a failing test leaves it running.
+struct BrokerGuard;
+
+impl Drop for BrokerGuard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .arg("start_app")
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+async fn rabbitmqctl(action: &str) {
+    let status = tokio::process::Command::new("rabbitmqctl")
+        .arg(action)
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .expect("rabbitmqctl runs");
+    assert!(status.success(), "rabbitmqctl {action}");
+}
+
+fn quick(settings: &mut Settings) {
+    settings.stages.acceptance_window_secs = 1;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_stops_and_starts_mid_run() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut env = TestEnv::with(quick).await;
+    env.start_pipeline(PipelineOptions::default()).await;
+    let stream = steady_stream(env.settings.clone(), "BRK");
+    env.wait_for("some orders verified", || {
+        let pool = env.pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            (n >= 10).then_some(())
+        }
+    })
+    .await;
+    let guard = BrokerGuard;
+    rabbitmqctl("stop_app").await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // the outage lasts two seconds
+    rabbitmqctl("start_app").await;
+    drop(guard);
+    stream.await.unwrap();
+    assert_exactly_once(&env, "BRK").await;
+    assert!(env.restarts() >= 1, "the pipeline reconnected");
+    env.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_connections_are_terminated_mid_run() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut env = TestEnv::with(quick).await;
+    env.start_pipeline(PipelineOptions::default()).await;
+    let stream = steady_stream(env.settings.clone(), "PGK");
+    let database = url::Url::parse(env.settings.database.url.expose())
+        .unwrap()
+        .path()
+        .trim_start_matches('/')
+        .to_owned();
+    let admin = sqlx::PgPool::connect(env.settings.database.url.expose())
+        .await
+        .unwrap();
+    for round in 0..3 {
+        env.wait_for("more orders", || {
+            let pool = env.pool.clone();
+            async move {
+                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+                    .fetch_one(&pool)
+                    .await
+                    .ok()?;
+                (n >= 10 + 15 * round).then_some(())
+            }
+        })
+        .await;
+        let killed: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&database)
+        .fetch_all(&admin)
+        .await
+        .unwrap();
+        assert!(!killed.is_empty());
+    }
+    admin.close().await;
+    stream.await.unwrap();
+    assert_exactly_once(&env, "PGK").await;
+    env.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_process_is_killed_and_restarted() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let env = TestEnv::with(quick).await;
+    let spawn = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_fulfilment"))
+            .args(["run", "--no-api"])
+            .env(
+                "FULFILMENT__DATABASE__URL",
+                env.settings.database.url.expose(),
+            )
+            .env("FULFILMENT__AMQP__NAMESPACE", &env.settings.amqp.namespace)
+            .env("FULFILMENT__STAGES__ACCEPTANCE_WINDOW_SECS", "1")
+            .env("FULFILMENT__SCHEDULER__INTERVAL_MS", "100")
+            .env("FULFILMENT__LOG__FILTER", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the fulfilment binary")
+    };
+    let mut first = spawn();
+    let stream = steady_stream(env.settings.clone(), "KIL");
+    env.wait_for("some orders handed over", || {
+        let pool = env.pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE state <> 'placed'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            (n >= 15).then_some(())
+        }
+    })
+    .await;
+    first.start_kill().unwrap(); // SIGKILL
+    first.wait().await.unwrap();
+    let second = Arc::new(tokio::sync::Mutex::new(spawn()));
+    stream.await.unwrap();
+    assert_exactly_once(&env, "KIL").await;
+    second.lock().await.start_kill().unwrap();
+    env.teardown().await;
+}
