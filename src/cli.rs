@@ -257,7 +257,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Documents { order_id, out } => {
-            let pool = db::connect(&settings.database).await?;
+            let pool = prepare_database(&settings).await?;
             let written = export::documents(&pool, &order_id, &out).await?;
             let list: String = written
                 .iter()
@@ -363,7 +363,7 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
 }
 
 async fn review(settings: &Settings, command: ReviewCommand) -> anyhow::Result<()> {
-    let pool = db::connect(&settings.database).await?;
+    let pool = prepare_database(settings).await?;
     let people = People::from_settings(&settings.review.people);
     let person = |name: &str| {
         people
@@ -471,7 +471,7 @@ async fn submit(settings: &Settings, file: &Path) -> anyhow::Result<()> {
 }
 
 async fn print_status(settings: &Settings, order_id: &str, json: bool) -> anyhow::Result<()> {
-    let pool = db::connect(&settings.database).await?;
+    let pool = prepare_database(settings).await?;
     let status = status::load(&pool, order_id)
         .await?
         .with_context(|| format!("no order {order_id}"))?;
