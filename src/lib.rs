@@ -30,6 +30,7 @@ pub mod domain;
 pub mod envelope;
 pub mod export;
 pub mod messaging;
+pub mod periodic;
 pub mod pipeline;
 pub mod relay;
 pub mod render;

@@ -24,23 +24,11 @@ pub async fn run(
     settings: RelaySettings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut ticker = tokio::time::interval(Duration::from_millis(settings.interval_ms));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => return Ok(()),
-            _ = ticker.tick() => {}
-        }
-        if !publisher.channel().status().connected() {
-            anyhow::bail!("the relay's broker channel closed");
-        }
-        match relay_once(&pool, &publisher, &settings).await {
-            Ok(0) => {}
-            Ok(count) => tracing::info!(count, "relayed unsent outbox events"),
-            Err(error) => tracing::warn!(error = %format!("{error:#}"), "relay pass failed"),
-        }
-    }
+    let interval = Duration::from_millis(settings.interval_ms);
+    crate::periodic::every(interval, &publisher, &shutdown, "relay", || {
+        relay_once(&pool, &publisher, &settings)
+    })
+    .await
 }
 
 /// One pass: publishes up to `batch_size` unsent rows older than the grace period.

@@ -30,23 +30,11 @@ pub async fn run(
     settings: SchedulerSettings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut ticker = tokio::time::interval(Duration::from_millis(settings.interval_ms));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => return Ok(()),
-            _ = ticker.tick() => {}
-        }
-        if !publisher.channel().status().connected() {
-            anyhow::bail!("the scheduler's broker channel closed");
-        }
-        match fire_due(&pool, &publisher).await {
-            Ok(0) => {}
-            Ok(count) => tracing::info!(count, "timers fired"),
-            Err(error) => tracing::warn!(error = %format!("{error:#}"), "scheduler pass failed"),
-        }
-    }
+    let interval = Duration::from_millis(settings.interval_ms);
+    crate::periodic::every(interval, &publisher, &shutdown, "scheduler", || {
+        fire_due(&pool, &publisher)
+    })
+    .await
 }
 
 /// One pass: fires up to a batch of due timers. Returns how many fired.

@@ -97,12 +97,7 @@ impl Stage for Confirm {
                 )
                 .await
             }
-            other => Err(Escalation::new(
-                "unexpected_event_type",
-                format!("confirm does not handle {other}"),
-                Role::Operations,
-            )
-            .into()),
+            other => Err(super::unexpected(StageName::Confirm, other)),
         }
     }
 }

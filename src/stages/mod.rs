@@ -171,6 +171,17 @@ impl Escalation {
     }
 }
 
+/// The escalation for an event type a stage does not consume (its queue is bound only to the
+/// types it does, so this means a message was routed or published wrongly).
+pub fn unexpected(stage: StageName, event_type: EventType) -> StageError {
+    Escalation::new(
+        "unexpected_event_type",
+        format!("{stage} does not handle {event_type}"),
+        Role::Operations,
+    )
+    .into()
+}
+
 /// Why a stage did not handle an event.
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {

@@ -110,14 +110,7 @@ impl Stage for Revenue {
             }
             EventType::InstalmentDue => return instalment_due(ctx, event, event.payload()?).await,
             EventType::PaymentCaptured => return payment(ctx, event.payload()?).await,
-            other => {
-                return Err(Escalation::new(
-                    "unexpected_event_type",
-                    format!("revenue does not handle {other}"),
-                    Role::Operations,
-                )
-                .into());
-            }
+            other => return Err(super::unexpected(StageName::Revenue, other)),
         };
         milestone_reached(ctx, event, milestone).await
     }

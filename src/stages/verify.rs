@@ -327,12 +327,7 @@ impl Stage for Verify {
                 self.amended(ctx, event.payload::<OrderAmended>()?.order)
                     .await
             }
-            other => Err(Escalation::new(
-                "unexpected_event_type",
-                format!("verify does not handle {other}"),
-                Role::Operations,
-            )
-            .into()),
+            other => Err(super::unexpected(StageName::Verify, other)),
         }
     }
 }
