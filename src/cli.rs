@@ -53,6 +53,12 @@ pub enum Command {
         #[command(subcommand)]
         action: ReviewCommand,
     },
+    /// Write the JSON Schema of every event payload into a directory.
+    Schemas {
+        /// Directory to write into (created if missing).
+        #[arg(long, default_value = "docs/schemas")]
+        out: PathBuf,
+    },
     /// Print the SHA-256 of a bearer token, for `review.people.token_sha256`.
     HashToken {
         /// The token.
@@ -212,6 +218,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => run_pipeline(&settings, stages, !no_relay, !no_api).await,
         Command::Serve => serve(&settings).await,
         Command::Review { action } => review(&settings, action).await,
+        Command::Schemas { out } => {
+            let written = crate::contract::write_all(&out)?;
+            write_out(&format!(
+                "wrote {} schemas to {}\n",
+                written.len(),
+                out.display()
+            ))
+        }
         Command::HashToken { token } => write_out(&format!("{}\n", hash_token(&token))),
         Command::Migrate => {
             prepare_database(&settings).await?;

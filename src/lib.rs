@@ -21,10 +21,12 @@
 //! - [`client`]: publishing into the pipeline from outside (`submit`, `confirm`).
 //! - [`status`]: an order's state and timeline. [`export`]: an order's documents as files.
 //! - [`seed`]: loading reference data from a file.
+//! - [`contract`]: JSON Schemas of every event payload, generated from the types.
 //! - [`settings`]: layered configuration. [`telemetry`]: logging. [`cli`]: the command line.
 
 pub mod cli;
 pub mod client;
+pub mod contract;
 pub mod db;
 pub mod domain;
 pub mod envelope;

@@ -15,7 +15,19 @@ pub enum ProductKind {
 }
 
 /// When a product's revenue is recognised: the point at which control passes to the customer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RecognitionPoint {
     /// When the order is placed (and verified).
@@ -44,7 +56,7 @@ impl RecognitionPoint {
 }
 
 /// How one product relates to another, for further sales.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Relation {
     /// A complementary product (an add-on).
@@ -150,7 +162,7 @@ pub struct Agent {
 }
 
 /// When ownership and risk pass to the customer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OwnershipPasses {
     /// At handover to the carrier (like FOB shipping point).

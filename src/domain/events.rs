@@ -148,7 +148,7 @@ macro_rules! payload {
 }
 
 /// `order.placed`: a new order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrderPlaced {
     /// Same as `order.order_id`, repeated for consumers that read only the top level.
     pub order_id: OrderId,
@@ -168,7 +168,7 @@ impl OrderPlaced {
 }
 
 /// `order.amended`: the whole changed order, with a higher version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrderAmended {
     /// The order being changed.
     pub order_id: OrderId,
@@ -178,7 +178,7 @@ pub struct OrderAmended {
 payload!(OrderAmended, EventType::OrderAmended);
 
 /// `order.verified`: the order matches the internal records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrderVerified {
     /// The order.
     pub order_id: OrderId,
@@ -192,7 +192,7 @@ pub struct OrderVerified {
 payload!(OrderVerified, EventType::OrderVerified);
 
 /// One product and quantity to pick.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PickLine {
     /// The product.
     pub sku: String,
@@ -201,7 +201,7 @@ pub struct PickLine {
 }
 
 /// A service booked into a delivery slot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ServiceSlot {
     /// The service.
     pub sku: String,
@@ -212,7 +212,7 @@ pub struct ServiceSlot {
 }
 
 /// A preparation check done for a product.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PreparationCheck {
     /// The product.
     pub sku: String,
@@ -221,7 +221,7 @@ pub struct PreparationCheck {
 }
 
 /// `goods.prepared`: stock allocated and checks done; the pick list for the warehouse.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GoodsPrepared {
     /// The order.
     pub order_id: OrderId,
@@ -244,7 +244,7 @@ fn v1() -> u32 {
 payload!(GoodsPrepared, EventType::GoodsPrepared);
 
 /// A document produced for an order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DocumentRef {
     /// What kind of document (`delivery_note`, `packing_list`, `invoice`, ...).
     pub kind: String,
@@ -256,7 +256,7 @@ pub struct DocumentRef {
 }
 
 /// `documents.generated`: the handover documents exist.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DocumentsGenerated {
     /// The order.
     pub order_id: OrderId,
@@ -269,7 +269,7 @@ pub struct DocumentsGenerated {
 payload!(DocumentsGenerated, EventType::DocumentsGenerated);
 
 /// `order.handed_over`: the dispatch event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrderHandedOver {
     /// The order.
     pub order_id: OrderId,
@@ -302,7 +302,7 @@ fn on_dispatch() -> OwnershipPasses {
 payload!(OrderHandedOver, EventType::OrderHandedOver);
 
 /// What the customer said.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConfirmationOutcome {
     /// The customer accepts the order.
@@ -328,7 +328,7 @@ impl ConfirmationOutcome {
 }
 
 /// `customer.confirmation`: the customer's answer about an order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CustomerConfirmation {
     /// The order.
     pub order_id: OrderId,
@@ -341,7 +341,7 @@ pub struct CustomerConfirmation {
 payload!(CustomerConfirmation, EventType::CustomerConfirmation);
 
 /// On what basis the customer is taken to have accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConfirmationBasis {
     /// The customer said so.
@@ -351,7 +351,7 @@ pub enum ConfirmationBasis {
 }
 
 /// `order.customer_confirmed`: the customer accepted the order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrderCustomerConfirmed {
     /// The order.
     pub order_id: OrderId,
@@ -363,7 +363,7 @@ pub struct OrderCustomerConfirmed {
 payload!(OrderCustomerConfirmed, EventType::OrderCustomerConfirmed);
 
 /// `order.delivered`: the customer confirmed receipt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrderDelivered {
     /// The order.
     pub order_id: OrderId,
@@ -373,7 +373,7 @@ pub struct OrderDelivered {
 payload!(OrderDelivered, EventType::OrderDelivered);
 
 /// `order.acceptance_due`: the acceptance window passed (published by the scheduler).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AcceptanceDue {
     /// The order.
     pub order_id: OrderId,
@@ -383,7 +383,7 @@ pub struct AcceptanceDue {
 payload!(AcceptanceDue, EventType::AcceptanceDue);
 
 /// A product suggested to a satisfied customer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Suggestion {
     /// The suggested product.
     pub sku: String,
@@ -394,7 +394,7 @@ pub struct Suggestion {
 }
 
 /// `sales.opportunity`: products a satisfied customer has not bought yet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SalesOpportunity {
     /// The order that satisfied the customer.
     pub order_id: OrderId,
@@ -406,7 +406,7 @@ pub struct SalesOpportunity {
 payload!(SalesOpportunity, EventType::SalesOpportunity);
 
 /// `payment.captured`: money received against an order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PaymentCaptured {
     /// The order.
     pub order_id: OrderId,
@@ -422,7 +422,7 @@ pub struct PaymentCaptured {
 payload!(PaymentCaptured, EventType::PaymentCaptured);
 
 /// `revenue.instalment_due`: an instalment of a service's revenue is due (scheduler).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InstalmentDue {
     /// The order.
     pub order_id: OrderId,
@@ -436,7 +436,7 @@ pub struct InstalmentDue {
 payload!(InstalmentDue, EventType::InstalmentDue);
 
 /// One line's part of a recognition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RecognisedLine {
     /// The order line, from 0.
     pub line_no: u32,
@@ -451,7 +451,7 @@ pub struct RecognisedLine {
 }
 
 /// `revenue.recognised`: revenue recognised for some lines of an order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RevenueRecognised {
     /// The order.
     pub order_id: OrderId,
@@ -481,7 +481,7 @@ payload!(RevenueRecognised, EventType::RevenueRecognised);
 
 /// `order.cancelled`: a person cancelled the order; stock was released, documents voided and any
 /// recognised revenue reversed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrderCancelled {
     /// The order.
     pub order_id: OrderId,
@@ -501,7 +501,7 @@ pub struct OrderCancelled {
 payload!(OrderCancelled, EventType::OrderCancelled);
 
 /// `review.case_opened`: a stage could not finish; a person must resolve the case.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReviewCaseOpened {
     /// The case's id in the review records.
     pub case_id: i64,

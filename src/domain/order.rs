@@ -59,6 +59,20 @@ impl OrderId {
     }
 }
 
+impl schemars::JsonSchema for OrderId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OrderId".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[A-Za-z0-9._-]{1,64}$",
+            "description": "An order's id, as the system that placed it assigned it."
+        })
+    }
+}
+
 impl TryFrom<String> for OrderId {
     type Error = OrderError;
     fn try_from(raw: String) -> Result<Self, Self::Error> {
@@ -99,6 +113,20 @@ impl Currency {
     }
 }
 
+impl schemars::JsonSchema for Currency {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Currency".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[A-Z]{3}$",
+            "description": "An ISO 4217 currency code."
+        })
+    }
+}
+
 impl TryFrom<String> for Currency {
     type Error = OrderError;
     fn try_from(raw: String) -> Result<Self, Self::Error> {
@@ -119,7 +147,7 @@ impl fmt::Display for Currency {
 }
 
 /// The channel an order came through. Contact-centre channels carry an agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     /// A web shop.
@@ -141,7 +169,7 @@ impl Channel {
 
 /// How the customer's identity was confirmed for this order: the method and its result, never
 /// the secrets (answers to security questions are not part of an order).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IdentityCheck {
     /// How, such as `security_questions`, `one_time_passcode`, `signed_in_session`.
     pub method: String,
@@ -150,7 +178,7 @@ pub struct IdentityCheck {
 }
 
 /// The result of an identity check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IdentityResult {
     /// The customer is who they say.
@@ -160,7 +188,7 @@ pub enum IdentityResult {
 }
 
 /// One line of an order: a product, how many, and the price per unit in minor units.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrderLine {
     /// The product's stock-keeping unit.
     pub sku: String,
@@ -178,7 +206,7 @@ impl OrderLine {
 }
 
 /// The order as it is written on the wire, before its rules are checked.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 struct RawOrder {
     order_id: OrderId,
     #[serde(default = "first_version")]
@@ -205,7 +233,7 @@ fn first_version() -> u32 {
 /// A placed order whose shape has been checked: it has lines, positive quantities, prices that
 /// are not negative, and a total that fits. Whether it matches the catalogue is the verify
 /// stage's business.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "RawOrder")]
 pub struct Order {
     /// The order's id, unique per placing system.

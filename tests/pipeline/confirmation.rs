@@ -68,6 +68,7 @@ async fn delivery_terms_decide_when_ownership_passes_and_acceptance_is_explicit(
         .map(|s| s["sku"].as_str().unwrap())
         .collect();
     assert_eq!(skus, ["KETTLE-DESCALER", "CARE-PLAN-12M"]);
+    assert!(tap.assert_all_match_the_contract() > 0);
     env.teardown().await;
 }
 

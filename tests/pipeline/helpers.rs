@@ -337,6 +337,28 @@ impl Tap {
             .collect()
     }
 
+    /// Checks every event the tap saw against the contract: its `data` is valid under the JSON
+    /// Schema of its type. Returns how many events were checked.
+    pub fn assert_all_match_the_contract(&self) -> usize {
+        let events = self.events.lock().unwrap().clone();
+        for (_, envelope) in &events {
+            let event = fulfilment::domain::EventType::from_cloudevents_type(&envelope.event_type)
+                .expect("a known type");
+            let schema = fulfilment::contract::payload_schema(event);
+            let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+            let errors: Vec<String> = validator
+                .iter_errors(&envelope.data)
+                .map(|e| e.to_string())
+                .collect();
+            assert!(
+                errors.is_empty(),
+                "{} does not match its schema: {errors:?}",
+                envelope.event_type
+            );
+        }
+        events.len()
+    }
+
     /// The raw bodies of every event the tap saw about `order_id`.
     pub fn bodies_for(&self, order_id: &str) -> Vec<(String, Vec<u8>)> {
         self.events

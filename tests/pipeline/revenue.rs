@@ -249,5 +249,6 @@ async fn every_line_is_recognised_at_its_point_and_the_ledger_balances_to_the_ce
             "{order} {basis}"
         );
     }
+    assert!(tap.assert_all_match_the_contract() > 0);
     env.teardown().await;
 }

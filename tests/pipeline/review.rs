@@ -306,5 +306,6 @@ async fn amend_verifies_again_cancel_compensates_and_close_records_why() {
         shown["actions"][0]["note"],
         "test traffic from a broken client"
     );
+    assert!(tap.assert_all_match_the_contract() > 0);
     env.teardown().await;
 }
