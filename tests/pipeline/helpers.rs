@@ -206,6 +206,11 @@ impl TestEnv {
         queue
     }
 
+    /// Deletes a queue someone else declared in this namespace when the test ends.
+    pub fn forget_queue_at_teardown(&mut self, queue: &str) {
+        self.extra_queues.push(queue.to_owned());
+    }
+
     /// Submits orders as `order.placed`.
     pub async fn submit(&self, orders: &[Order]) {
         self.client.submit(orders).await.expect("submit orders");

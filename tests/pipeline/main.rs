@@ -9,6 +9,7 @@ mod effectively_once;
 mod end_to_end;
 mod failures;
 mod helpers;
+mod integration_examples;
 mod revenue;
 mod review;
 mod stock;
