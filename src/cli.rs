@@ -53,7 +53,8 @@ pub enum Command {
         #[command(subcommand)]
         action: ReviewCommand,
     },
-    /// Write the JSON Schema of every event payload into a directory.
+    /// Write the JSON Schema of every event payload into a directory, and the AsyncAPI document
+    /// of the whole interface beside it (`<dir>/../asyncapi.yaml`).
     Schemas {
         /// Directory to write into (created if missing).
         #[arg(long, default_value = "docs/schemas")]
@@ -220,10 +221,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Review { action } => review(&settings, action).await,
         Command::Schemas { out } => {
             let written = crate::contract::write_all(&out)?;
+            let asyncapi = out.parent().unwrap_or(&out).join("asyncapi.yaml");
+            std::fs::write(&asyncapi, crate::contract::asyncapi_yaml("fulfilment"))
+                .with_context(|| format!("writing {}", asyncapi.display()))?;
             write_out(&format!(
-                "wrote {} schemas to {}\n",
+                "wrote {} schemas to {} and {}\n",
                 written.len(),
-                out.display()
+                out.display(),
+                asyncapi.display()
             ))
         }
         Command::HashToken { token } => write_out(&format!("{}\n", hash_token(&token))),

@@ -25,6 +25,15 @@ fn checked_in_schemas_match_the_types() {
 }
 
 #[test]
+fn the_checked_in_asyncapi_document_matches_the_types() {
+    let checked_in = std::fs::read_to_string("docs/asyncapi.yaml").unwrap_or_default();
+    assert!(
+        checked_in == fulfilment::contract::asyncapi_yaml("fulfilment"),
+        "docs/asyncapi.yaml differs from the types; run `cargo run -- schemas --out docs/schemas`"
+    );
+}
+
+#[test]
 fn every_type_carries_its_version_and_consumers_ignore_unknown_fields() {
     for event in EventType::ALL {
         let ce_type = event.cloudevents_type();
