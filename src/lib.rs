@@ -28,6 +28,7 @@ pub mod cli;
 pub mod client;
 pub mod contract;
 pub mod db;
+pub mod digest;
 pub mod domain;
 pub mod envelope;
 pub mod export;

@@ -31,6 +31,28 @@ pub async fn run(
     .await
 }
 
+/// Publishes outbox rows just committed by their writer (a stage, the scheduler, the review desk)
+/// with confirms, then marks them sent. If this fails the rows stay unsent and the relay
+/// publishes them once their grace period is over.
+pub async fn publish_committed(
+    pool: &PgPool,
+    publisher: &Publisher,
+    emitted: &[(i64, WireEvent)],
+) -> anyhow::Result<()> {
+    if emitted.is_empty() {
+        return Ok(());
+    }
+    let events: Vec<WireEvent> = emitted.iter().map(|(_, e)| e.clone()).collect();
+    publisher
+        .publish_all(&events, false)
+        .await
+        .context("publishing the outbox")?;
+    let ids: Vec<i64> = emitted.iter().map(|(id, _)| *id).collect();
+    let mut conn = pool.acquire().await?;
+    db::outbox::mark_sent(&mut conn, &ids, SentBy::Handler).await?;
+    Ok(())
+}
+
 /// One pass: publishes up to `batch_size` unsent rows older than the grace period.
 /// Returns how many were published.
 pub async fn relay_once(

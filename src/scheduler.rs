@@ -12,7 +12,6 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::db;
-use crate::db::outbox::Publisher as SentBy;
 use crate::db::timers::{DueTimer, TimerKind};
 use crate::domain::OrderId;
 use crate::domain::events::{AcceptanceDue, InstalmentDue};
@@ -54,13 +53,7 @@ pub async fn fire_due(pool: &PgPool, publisher: &Publisher) -> anyhow::Result<us
         emitted.push((id, event));
     }
     tx.commit().await.context("committing fired timers")?;
-    if emitted.is_empty() {
-        return Ok(due.len());
-    }
-    let (ids, events): (Vec<i64>, Vec<WireEvent>) = emitted.into_iter().unzip();
-    publisher.publish_all(&events, false).await?;
-    let mut conn = pool.acquire().await?;
-    db::outbox::mark_sent(&mut conn, &ids, SentBy::Handler).await?;
+    crate::relay::publish_committed(pool, publisher, &emitted).await?;
     Ok(due.len())
 }
 

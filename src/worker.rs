@@ -14,14 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sha2::{Digest, Sha256};
 use sqlx::{Acquire, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span, warn};
 use uuid::Uuid;
 
-use crate::db;
-use crate::db::outbox::Publisher as SentBy;
 use crate::domain::events::ReviewCaseOpened;
 use crate::domain::{EventType, OrderId};
 use crate::envelope::{Envelope, EnvelopeError, TraceParent, WireEvent};
@@ -30,6 +27,7 @@ use crate::settings::RetrySettings;
 use crate::stages::{
     Escalation, Handled, IncomingEvent, Role, Stage, StageContext, StageError, StageName,
 };
+use crate::{db, relay};
 
 /// The longest a worker waits between checks while the database is unreachable.
 const DATABASE_BACKOFF_CAP: Duration = Duration::from_secs(5);
@@ -396,18 +394,7 @@ impl Worker {
 
     /// Publishes committed outbox rows and marks them sent.
     async fn publish(&self, emitted: &[(i64, WireEvent)]) -> anyhow::Result<()> {
-        if emitted.is_empty() {
-            return Ok(());
-        }
-        let events: Vec<WireEvent> = emitted.iter().map(|(_, e)| e.clone()).collect();
-        self.publisher
-            .publish_all(&events, false)
-            .await
-            .context("publishing the outbox")?;
-        let ids: Vec<i64> = emitted.iter().map(|(id, _)| *id).collect();
-        let mut conn = self.pool.acquire().await?;
-        db::outbox::mark_sent(&mut conn, &ids, SentBy::Handler).await?;
-        Ok(())
+        relay::publish_committed(&self.pool, &self.publisher, emitted).await
     }
 }
 
@@ -420,12 +407,7 @@ fn message_key(inbound: &Inbound, envelope: Option<&Envelope>) -> String {
     if let Some(id) = inbound.message_id().filter(|id| !id.is_empty()) {
         return id.to_owned();
     }
-    let digest = Sha256::digest(inbound.body());
-    format!("sha256:{}", hex(&digest))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    format!("sha256:{}", crate::digest::sha256_hex(inbound.body()))
 }
 
 /// The escalation for a message that is not a usable event.

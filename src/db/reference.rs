@@ -6,7 +6,7 @@ use sqlx::{PgConnection, Row};
 
 use crate::domain::catalogue::{
     Agent, Catalogue, Customer, DeliveryTerms, IdentityStatus, OwnershipPasses, Product,
-    ProductKind, RecognitionPoint,
+    ProductKind,
 };
 
 /// Inserts or updates everything in `catalogue`. Stock levels are set, not added.
@@ -252,9 +252,4 @@ fn kind_str(k: ProductKind) -> &'static str {
         ProductKind::Goods => "goods",
         ProductKind::Service => "service",
     }
-}
-
-/// Recognition point from its stored name.
-pub fn recognition_from_str(s: &str) -> Option<RecognitionPoint> {
-    serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
 }

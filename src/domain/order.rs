@@ -303,6 +303,11 @@ impl TryFrom<RawOrder> for Order {
 }
 
 impl Order {
+    /// The order's delivery terms, or `default` when it names none.
+    pub fn delivery_terms_or<'a>(&'a self, default: &'a str) -> &'a str {
+        self.delivery_terms.as_deref().unwrap_or(default)
+    }
+
     /// The order's total in minor units computed from its lines, or `None` if it overflows.
     pub fn lines_total_minor(&self) -> Option<i64> {
         self.lines

@@ -12,7 +12,6 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
 use crate::db;
-use crate::db::outbox::Publisher as SentBy;
 use crate::db::records::{NewRecord, TimelineEntry};
 use crate::db::review::{ActionRow, CaseFilter, CaseRow};
 use crate::db::timers::TimerKind;
@@ -275,17 +274,7 @@ impl ReviewDesk {
     }
 
     async fn publish(&self, emitted: &[(i64, WireEvent)]) {
-        if emitted.is_empty() {
-            return;
-        }
-        let events: Vec<WireEvent> = emitted.iter().map(|(_, e)| e.clone()).collect();
-        let ids: Vec<i64> = emitted.iter().map(|(id, _)| *id).collect();
-        let published = async {
-            self.publisher.publish_all(&events, false).await?;
-            let mut conn = self.pool.acquire().await?;
-            db::outbox::mark_sent(&mut conn, &ids, SentBy::Handler).await?;
-            anyhow::Ok(())
-        };
+        let published = crate::relay::publish_committed(&self.pool, &self.publisher, emitted);
         if let Err(error) = published.await {
             tracing::warn!(error = %format!("{error:#}"), "publishing a resolution failed; the relay will");
         }

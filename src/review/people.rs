@@ -1,7 +1,5 @@
 //! People who work the review queue, their roles, and their bearer tokens (kept as SHA-256).
 
-use sha2::{Digest, Sha256};
-
 use crate::settings::PersonSettings;
 
 /// A person who may act on review cases.
@@ -61,10 +59,7 @@ impl People {
 
 /// SHA-256 of a token, lower-case hex, as configured in `review.people.token_sha256`.
 pub fn hash_token(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::digest::sha256_hex(token.as_bytes())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -6,7 +6,6 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::db;
 use crate::domain::OrderState;
@@ -65,9 +64,8 @@ impl Stage for Documents {
         let issued_at = Utc::now();
         let terms = order
             .order
-            .delivery_terms
-            .clone()
-            .unwrap_or_else(|| self.default_terms.clone());
+            .delivery_terms_or(&self.default_terms)
+            .to_owned();
         let mut refs = Vec::new();
         for kind in documents::kinds_needed(&order.order, &products) {
             let number = kind.number(db::documents::next_number(ctx.conn(), kind).await?);
@@ -85,7 +83,7 @@ impl Stage for Documents {
                 delivery_terms: terms.clone(),
             };
             let pdf = render::pdf(&content);
-            let sha256 = hex(&Sha256::digest(&pdf));
+            let sha256 = crate::digest::sha256_hex(&pdf);
             db::documents::insert(ctx.conn(), &content, &pdf, &sha256).await?;
             refs.push(DocumentRef {
                 kind: kind.as_str().into(),
@@ -105,9 +103,4 @@ impl Stage for Documents {
         ctx.step(&order, OrderState::DocumentsGenerated, &set, &generated)
             .await
     }
-}
-
-/// Bytes as lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

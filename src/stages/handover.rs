@@ -70,9 +70,8 @@ impl Stage for Handover {
         }
         let code = order
             .order
-            .delivery_terms
-            .clone()
-            .unwrap_or_else(|| self.default_terms.clone());
+            .delivery_terms_or(&self.default_terms)
+            .to_owned();
         let Some(terms) = db::reference::delivery_terms(ctx.conn(), &code).await? else {
             let refusal = Escalation::new(
                 "unknown_delivery_terms",

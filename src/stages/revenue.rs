@@ -142,6 +142,7 @@ async fn milestone_reached(
     let recognised = recognise(
         ctx,
         &order,
+        &products,
         &due,
         milestone.reached,
         milestone.at,
@@ -245,6 +246,7 @@ async fn instalment_due(
     let recognised = recognise(
         ctx,
         &order,
+        &products,
         &[(line, due.instalment)],
         RecognitionPoint::OverServicePeriod,
         due.due_at,
@@ -270,14 +272,13 @@ fn portion(line: &DocumentLine, instalment_no: u32, products: Option<&Product>) 
 async fn recognise(
     ctx: &mut StageContext<'_>,
     order: &StoredOrder,
+    products: &std::collections::HashMap<String, Product>,
     due: &[(&DocumentLine, u32)],
     basis: RecognitionPoint,
     control_passed_at: DateTime<Utc>,
     evidence: &str,
 ) -> Result<Option<RevenueRecognised>, StageError> {
     let id = order.order.order_id.as_str();
-    let skus: Vec<String> = due.iter().map(|(l, _)| l.sku.clone()).collect();
-    let products = db::reference::products(ctx.conn(), &skus).await?;
     let evidence = vec![evidence.to_owned()];
     let mut recognised = Vec::new();
     for (line, k) in due {
@@ -354,15 +355,15 @@ async fn post_recognition(
     Ok(())
 }
 
-/// Completes a confirmed order once every line is fully recognised.
+/// Completes a confirmed order once every line is fully recognised. `order` is as this delivery
+/// read it; nothing the revenue stage does moves it, so it is still current.
 async fn complete_if_done(
     ctx: &mut StageContext<'_>,
     order: &StoredOrder,
     lines: &[DocumentLine],
     products: &std::collections::HashMap<String, Product>,
 ) -> Result<bool, StageError> {
-    let current = ctx.order(&order.order.order_id).await?;
-    if current.state != OrderState::Confirmed {
+    if order.state != OrderState::Confirmed {
         return Ok(false);
     }
     let done: HashSet<(u32, u32)> =
@@ -381,10 +382,7 @@ async fn complete_if_done(
     if !fully {
         return Ok(false);
     }
-    Ok(ctx
-        .advance(&current, OrderState::Completed)
-        .await?
-        .is_none())
+    Ok(ctx.advance(order, OrderState::Completed).await?.is_none())
 }
 
 /// Records a payment: cash against the receivable, any excess as deferred revenue.

@@ -333,13 +333,6 @@ impl Stage for Verify {
 }
 
 impl Verify {
-    fn terms_code<'o>(&'o self, order: &'o Order) -> &'o str {
-        order
-            .delivery_terms
-            .as_deref()
-            .unwrap_or(&self.default_terms)
-    }
-
     async fn placed(
         &self,
         ctx: &mut StageContext<'_>,
@@ -418,7 +411,10 @@ impl Verify {
         ctx: &mut StageContext<'_>,
         stored: StoredOrder,
     ) -> Result<Handled, StageError> {
-        let terms = self.terms_code(&stored.order).to_owned();
+        let terms = stored
+            .order
+            .delivery_terms_or(&self.default_terms)
+            .to_owned();
         let refs = load_references(ctx, &stored.order, &terms).await?;
         let verification = match check(&stored.order, &refs, &terms) {
             Ok(v) => v,

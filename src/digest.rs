@@ -1,0 +1,23 @@
+//! SHA-256 fingerprints as lower-case hex: document hashes, bearer-token hashes, and the inbox key
+//! of a message that has no id.
+
+use sha2::{Digest, Sha256};
+
+/// SHA-256 of `bytes`, as 64 lower-case hex digits.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn known_digest() {
+        assert_eq!(
+            super::sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
