@@ -396,6 +396,11 @@ pub fn order(id: &str, seed: i64) -> Order {
     order_with(id, lines)
 }
 
+/// An order line as JSON.
+pub fn line(sku: &str, quantity: u32, unit_price_minor: i64) -> serde_json::Value {
+    serde_json::json!({"sku": sku, "quantity": quantity, "unit_price_minor": unit_price_minor})
+}
+
 /// A web order for CUST-042 placed on 2026-11-20 with these lines.
 pub fn order_with(id: &str, lines: Vec<serde_json::Value>) -> Order {
     let json = serde_json::json!({

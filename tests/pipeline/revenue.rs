@@ -12,11 +12,7 @@ use fulfilment::pipeline::PipelineOptions;
 use fulfilment::seed;
 use serde_json::json;
 
-use crate::helpers::{TestEnv, order_json};
-
-fn line(sku: &str, quantity: u32, price: i64) -> serde_json::Value {
-    json!({"sku": sku, "quantity": quantity, "unit_price_minor": price})
-}
+use crate::helpers::{TestEnv, line, order_json};
 
 /// (order, lines, delivery terms, channel extras)
 fn orders() -> Vec<fulfilment::domain::Order> {

@@ -9,11 +9,7 @@ use fulfilment::pipeline::PipelineOptions;
 use fulfilment::stages::StageName;
 use serde_json::json;
 
-use crate::helpers::{TestEnv, order_json};
-
-fn line(sku: &str, quantity: u32, price: i64) -> serde_json::Value {
-    json!({"sku": sku, "quantity": quantity, "unit_price_minor": price})
-}
+use crate::helpers::{TestEnv, line, order_json};
 
 fn web(id: &str, lines: Vec<serde_json::Value>) -> serde_json::Value {
     json!({"order_id": id, "customer_id": "CUST-042", "channel": "web", "currency": "GBP",
