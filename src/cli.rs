@@ -19,6 +19,7 @@ use crate::settings::Settings;
 use crate::stages::StageName;
 use crate::{export, seed, status, telemetry};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// An order-fulfilment pipeline on RabbitMQ and Postgres.
 #[derive(Debug, Parser)]
@@ -125,6 +126,38 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure the pipeline against the broker's own ceiling: prints a table and writes a JSON
+    /// report. Uses a namespace and a database of its own, removed afterwards.
+    Bench(BenchArgs),
+}
+
+/// Options of `fulfilment bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Seconds to keep the pipeline fully loaded.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Place exactly this many orders at full load instead of running for `--seconds`.
+    #[arg(long)]
+    orders: Option<u64>,
+    /// Seconds to measure the broker's ceiling.
+    #[arg(long, default_value_t = 10)]
+    ceiling_seconds: u64,
+    /// Seconds to offer half of the full-load throughput, for latency at half load.
+    #[arg(long, default_value_t = 10)]
+    half_load_seconds: u64,
+    /// Orders (and ceiling messages) kept in flight at full load.
+    #[arg(long, default_value_t = 256)]
+    in_flight: usize,
+    /// Worker processes, each running all six stages.
+    #[arg(long, default_value_t = 1)]
+    processes: usize,
+    /// The JSON report; worker logs are written beside it.
+    #[arg(long, default_value = "target/bench/report.json")]
+    out: PathBuf,
+    /// Keep the run's database and queues afterwards, for inspection.
+    #[arg(long)]
+    keep: bool,
 }
 
 /// Review subcommands. Resolutions are made as a configured person (`--as`), whose roles must
@@ -218,6 +251,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             no_api,
         } => run_pipeline(&settings, stages, !no_relay, !no_api).await,
         Command::Serve => serve(&settings).await,
+        Command::Bench(args) => bench(&settings, args).await,
         Command::Review { action } => review(&settings, action).await,
         Command::Schemas { out } => {
             let written = crate::contract::write_all(&out)?;
@@ -304,6 +338,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn bench(settings: &Settings, args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.processes >= 1, "--processes must be at least 1");
+    anyhow::ensure!(args.in_flight >= 1, "--in-flight must be at least 1");
+    let options = crate::bench::BenchOptions {
+        full_load: Duration::from_secs(args.seconds),
+        orders: args.orders,
+        ceiling: Duration::from_secs(args.ceiling_seconds),
+        half_load: Duration::from_secs(args.half_load_seconds),
+        in_flight: args.in_flight,
+        processes: args.processes,
+        worker_binary: std::env::current_exe().context("finding the fulfilment binary")?,
+        out: args.out,
+        keep: args.keep,
+    };
+    let report = crate::bench::run(settings, &options).await?;
+    write_out(&format!(
+        "{}\nreport written to {}\n",
+        report.table(),
+        options.out.display()
+    ))
 }
 
 async fn prepare_database(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {

@@ -22,8 +22,11 @@
 //! - [`status`]: an order's state and timeline. [`export`]: an order's documents as files.
 //! - [`seed`]: loading reference data from a file.
 //! - [`contract`]: JSON Schemas of every event payload, generated from the types.
+//! - [`bench`]: `fulfilment bench`, the pipeline's throughput and latency against the broker's
+//!   own ceiling.
 //! - [`settings`]: layered configuration. [`telemetry`]: logging. [`cli`]: the command line.
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod contract;

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::messaging::{self, InboundStream, Publisher, Topology};
 use crate::settings::Settings;
 use crate::stages::StageName;
-use crate::worker::{FailurePolicy, Faults, Worker, WorkerError};
+use crate::worker::{FailurePolicy, Faults, Pools, Worker, WorkerError};
 use crate::{relay, scheduler};
 
 /// The longest a shutdown waits for in-flight deliveries to finish.
@@ -171,6 +171,32 @@ async fn reconnect(
     }
 }
 
+/// A worker for `stage` on `connection`, with its consumer.
+async fn stage_worker(
+    settings: &Settings,
+    connection: &Connection,
+    topology: &Topology,
+    pools: &Pools,
+    options: &PipelineOptions,
+    stage: StageName,
+) -> anyhow::Result<(Worker, InboundStream)> {
+    let queue = topology.stage_queue(stage);
+    let stream = InboundStream::open(connection, &queue, settings.amqp.prefetch).await?;
+    let publisher = Publisher::open(connection, topology)
+        .await
+        .context("opening a publisher")?;
+    let policy = FailurePolicy {
+        retry: settings.retry.clone(),
+        delay_queue: topology.retry_queue(stage),
+        max_message_bytes: settings.amqp.max_message_bytes,
+        batch_size: settings.amqp.batch_size,
+        transactions_per_batch: settings.amqp.transactions_per_batch,
+    };
+    let stage_impl = stage.build(&settings.stages);
+    let worker = Worker::new(stage_impl, pools, publisher, options.faults.clone(), policy);
+    Ok((worker, stream))
+}
+
 impl Generation {
     async fn start(
         settings: &Settings,
@@ -184,34 +210,21 @@ impl Generation {
         channel.close(200, "declared".into()).await?;
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
+        let pools = Pools::new(pool.clone());
         for &stage in &options.stages {
-            let queue = topology.stage_queue(stage);
-            let stream = InboundStream::open(&connection, &queue, settings.amqp.prefetch).await?;
-            let publisher = Publisher::open(&connection, &topology)
-                .await
-                .context("opening a publisher")?;
-            let policy = FailurePolicy {
-                retry: settings.retry.clone(),
-                delay_queue: topology.retry_queue(stage),
-                max_message_bytes: settings.amqp.max_message_bytes,
-            };
-            let stage_impl = stage.build(&settings.stages);
-            let worker = Worker::new(
-                stage_impl,
-                pool.clone(),
-                publisher,
-                options.faults.clone(),
-                policy,
-            );
-            let token = stop.clone();
-            tasks.spawn(async move {
-                let result = worker.run(stream, token).await.map_err(|e| match e {
-                    WorkerError::Failed(e) => e,
-                    crash => anyhow::Error::new(crash),
+            for _ in 0..settings.amqp.consumers.of(stage) {
+                let worker = stage_worker(settings, &connection, &topology, &pools, options, stage);
+                let (worker, stream) = worker.await?;
+                let token = stop.clone();
+                tasks.spawn(async move {
+                    let result = worker.run(stream, token).await.map_err(|e| match e {
+                        WorkerError::Failed(e) => e,
+                        crash => anyhow::Error::new(crash),
+                    });
+                    (stage.to_string(), result)
                 });
-                (stage.to_string(), result)
-            });
-            tracing::debug!(%stage, %queue, "stage worker started");
+            }
+            tracing::debug!(%stage, "stage workers started");
         }
         if options.relay {
             let publisher = Publisher::open(&connection, &topology).await?;

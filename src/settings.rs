@@ -15,6 +15,8 @@ use std::path::PathBuf;
 use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 
+use crate::stages::StageName;
+
 /// The built-in defaults.
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
@@ -81,8 +83,56 @@ pub struct AmqpSettings {
     pub namespace: String,
     /// Unacknowledged deliveries a stage worker holds at once.
     pub prefetch: u16,
+    /// Most deliveries a stage worker handles in one database transaction.
+    pub batch_size: usize,
+    /// Transactions a stage worker splits a batch into (by order) and runs side by side.
+    pub transactions_per_batch: usize,
+    /// Workers (consumers) of each stage in one process, each with its own batches.
+    pub consumers: StageConsumers,
     /// Messages larger than this go to review unparsed.
     pub max_message_bytes: usize,
+}
+
+/// The configuration keys of [`StageConsumers`], in the order of [`StageName::ALL`].
+const CONSUMER_KEYS: [&str; 6] = [
+    "amqp.consumers.verify",
+    "amqp.consumers.prepare",
+    "amqp.consumers.documents",
+    "amqp.consumers.handover",
+    "amqp.consumers.confirm",
+    "amqp.consumers.revenue",
+];
+
+/// How many workers consume each stage's queue in one process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConsumers {
+    /// Workers of the verify stage.
+    pub verify: usize,
+    /// Workers of the prepare stage.
+    pub prepare: usize,
+    /// Workers of the documents stage.
+    pub documents: usize,
+    /// Workers of the handover stage.
+    pub handover: usize,
+    /// Workers of the confirm stage.
+    pub confirm: usize,
+    /// Workers of the revenue stage, which receives three events per order.
+    pub revenue: usize,
+}
+
+impl StageConsumers {
+    /// The number of workers for `stage`.
+    pub fn of(&self, stage: StageName) -> usize {
+        match stage {
+            StageName::Verify => self.verify,
+            StageName::Prepare => self.prepare,
+            StageName::Documents => self.documents,
+            StageName::Handover => self.handover,
+            StageName::Confirm => self.confirm,
+            StageName::Revenue => self.revenue,
+        }
+    }
 }
 
 /// Retry settings for transient failures.
@@ -293,6 +343,20 @@ impl Settings {
         }
         if self.amqp.prefetch == 0 {
             return invalid("amqp.prefetch", "a number from 1 to 65535");
+        }
+        if self.amqp.batch_size == 0 {
+            return invalid("amqp.batch_size", "a number of deliveries, at least 1");
+        }
+        if self.amqp.transactions_per_batch == 0 {
+            return invalid(
+                "amqp.transactions_per_batch",
+                "a number of transactions, at least 1",
+            );
+        }
+        for (stage, key) in StageName::ALL.into_iter().zip(CONSUMER_KEYS) {
+            if self.amqp.consumers.of(stage) == 0 {
+                return invalid(key, "a number of consumers, at least 1");
+            }
         }
         if !matches!(
             self.database.url.scheme().as_deref(),

@@ -12,6 +12,7 @@ pub mod outbox;
 pub mod records;
 pub mod reference;
 pub mod review;
+pub mod steps;
 pub mod stock;
 pub mod timers;
 
@@ -37,6 +38,20 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
         .connect_with(options)
         .await
         .with_context(|| format!("connecting to {}", settings.url))
+}
+
+/// A small pool over the same database for bookkeeping whose loss in a crash does no harm:
+/// marking outbox rows sent (a lost mark only makes the relay publish the row again, and the
+/// consumers' inboxes drop the copy). Its sessions commit without waiting for the WAL to reach
+/// the disk (`synchronous_commit = off`); every business write stays on the main pool.
+pub fn bookkeeping_pool(pool: &PgPool) -> PgPool {
+    let options = (*pool.connect_options())
+        .clone()
+        .options([("synchronous_commit", "off")]);
+    PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_lazy_with(options)
 }
 
 /// Creates the configured database if it does not exist yet.

@@ -25,13 +25,49 @@ pub async fn lock(conn: &mut PgConnection, order_id: &str) -> sqlx::Result<()> {
     Ok(())
 }
 
+/// Takes the locks of several orders for this transaction, in one global order (by lock key),
+/// so that two transactions locking overlapping sets of orders cannot deadlock. Taking an order's
+/// lock again later in the transaction is free.
+pub async fn lock_all(conn: &mut PgConnection, order_ids: &[&str]) -> sqlx::Result<()> {
+    if order_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "SELECT count(pg_advisory_xact_lock(key)) FROM (
+           SELECT DISTINCT hashtextextended(id, 0) AS key FROM unnest($1::text[]) AS id ORDER BY key
+         ) AS keys",
+    )
+    .bind(order_ids)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The end of a statement that writes an order (as `written`, returning `customer_id` and
+/// `body`): notes which products the customer has now ordered, and counts the rows written.
+macro_rules! note_customer_skus {
+    () => {
+        "noted AS (
+           INSERT INTO customer_skus (customer_id, sku)
+           SELECT DISTINCT written.customer_id, line->>'sku'
+           FROM written, jsonb_array_elements(written.body->'lines') AS line
+           ON CONFLICT DO NOTHING
+         )
+         SELECT count(*) FROM written"
+    };
+}
+
 /// Inserts a newly placed order. Returns false if an order with that id already exists.
 pub async fn insert_placed(conn: &mut PgConnection, order: &Order) -> sqlx::Result<bool> {
     let total = order.lines_total_minor().unwrap_or(i64::MAX);
-    let inserted = sqlx::query(
-        "INSERT INTO orders (order_id, state, version, customer_id, currency, total_minor, body)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (order_id) DO NOTHING",
-    )
+    let inserted: i64 = sqlx::query_scalar(concat!(
+        "WITH written AS (
+           INSERT INTO orders (order_id, state, version, customer_id, currency, total_minor, body)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (order_id) DO NOTHING
+           RETURNING customer_id, body
+         ), ",
+        note_customer_skus!()
+    ))
     .bind(order.order_id.as_str())
     .bind(OrderState::Placed.as_str())
     .bind(i32::try_from(order.version).unwrap_or(i32::MAX))
@@ -39,9 +75,9 @@ pub async fn insert_placed(conn: &mut PgConnection, order: &Order) -> sqlx::Resu
     .bind(order.currency.as_str())
     .bind(total)
     .bind(sqlx::types::Json(order))
-    .execute(conn)
+    .fetch_one(conn)
     .await?;
-    Ok(inserted.rows_affected() == 1)
+    Ok(inserted == 1)
 }
 
 /// Keeps a version of an order in its history. A version already kept is left as it was.
@@ -66,11 +102,15 @@ pub async fn amend(
     from: OrderState,
     to: OrderState,
 ) -> sqlx::Result<bool> {
-    let updated = sqlx::query(
-        "UPDATE orders SET body = $2, version = $3, total_minor = $4, currency = $5, state = $7,
-           updated_at = now()
-         WHERE order_id = $1 AND state = $6",
-    )
+    let updated: i64 = sqlx::query_scalar(concat!(
+        "WITH written AS (
+           UPDATE orders SET body = $2, version = $3, total_minor = $4, currency = $5, state = $7,
+             updated_at = now()
+           WHERE order_id = $1 AND state = $6
+           RETURNING customer_id, body
+         ), ",
+        note_customer_skus!()
+    ))
     .bind(order.order_id.as_str())
     .bind(sqlx::types::Json(order))
     .bind(i32::try_from(order.version).unwrap_or(i32::MAX))
@@ -78,9 +118,9 @@ pub async fn amend(
     .bind(order.currency.as_str())
     .bind(from.as_str())
     .bind(to.as_str())
-    .execute(conn)
+    .fetch_one(conn)
     .await?;
-    Ok(updated.rows_affected() == 1)
+    Ok(updated == 1)
 }
 
 /// Loads an order.
@@ -89,14 +129,18 @@ pub async fn find(conn: &mut PgConnection, order_id: &str) -> anyhow::Result<Opt
         .bind(order_id)
         .fetch_optional(conn)
         .await?;
-    let Some(row) = row else { return Ok(None) };
+    row.as_ref().map(stored_from_row).transpose()
+}
+
+/// An order from a row with `state`, `body` and `updated_at`.
+pub(crate) fn stored_from_row(row: &sqlx::postgres::PgRow) -> anyhow::Result<StoredOrder> {
     let state: String = row.try_get("state")?;
     let body: sqlx::types::Json<Order> = row.try_get("body")?;
-    Ok(Some(StoredOrder {
+    Ok(StoredOrder {
         state: state.parse()?,
         order: body.0,
         updated_at: row.try_get("updated_at")?,
-    }))
+    })
 }
 
 /// Moves an order from `from` to `to`. Returns false if it was not in `from`.

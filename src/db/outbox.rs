@@ -1,7 +1,9 @@
 //! The outbox: events written with the effect that caused them, published after commit.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Row};
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryScalar;
+use sqlx::{PgConnection, Postgres, Row};
 
 use crate::envelope::{DirectTarget, WireEvent};
 
@@ -25,22 +27,30 @@ impl Publisher {
 
 /// Adds an event to the outbox and returns its row id.
 pub async fn insert(conn: &mut PgConnection, event: &WireEvent) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
+    let query = sqlx::query_scalar(
         "INSERT INTO outbox (event_id, order_id, routing_key, event_type, body, event_time, traceparent,
            queue, properties)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-    )
-    .bind(&event.event_id)
-    .bind(&event.order_id)
-    .bind(&event.routing_key)
-    .bind(&event.event_type)
-    .bind(&event.body)
-    .bind(event.time)
-    .bind(&event.traceparent)
-    .bind(event.direct.as_ref().map(|d| d.queue.as_str()))
-    .bind(event.direct.as_ref().map(|d| &d.properties))
-    .fetch_one(conn)
-    .await
+    );
+    bind_row(query, event).fetch_one(conn).await
+}
+
+/// A query returning an outbox row id, with the nine columns of `event`'s row bound next, in
+/// the order of [`insert`].
+pub(crate) fn bind_row<'q>(
+    query: QueryScalar<'q, Postgres, i64, PgArguments>,
+    event: &'q WireEvent,
+) -> QueryScalar<'q, Postgres, i64, PgArguments> {
+    query
+        .bind(&event.event_id)
+        .bind(&event.order_id)
+        .bind(&event.routing_key)
+        .bind(&event.event_type)
+        .bind(&event.body)
+        .bind(event.time)
+        .bind(&event.traceparent)
+        .bind(event.direct.as_ref().map(|d| d.queue.as_str()))
+        .bind(event.direct.as_ref().map(|d| &d.properties))
 }
 
 /// Marks rows as published.

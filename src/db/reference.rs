@@ -219,18 +219,17 @@ pub async fn delivery_terms(
     )
 }
 
-/// SKUs the customer has ever ordered.
+/// Which of `skus` the customer has ever ordered (in any order, any version).
 pub async fn skus_bought_by(
     conn: &mut PgConnection,
     customer_id: &str,
+    skus: &[String],
 ) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
-        "SELECT DISTINCT line->>'sku' FROM orders, jsonb_array_elements(body->'lines') AS line
-         WHERE customer_id = $1",
-    )
-    .bind(customer_id)
-    .fetch_all(conn)
-    .await
+    sqlx::query_scalar("SELECT sku FROM customer_skus WHERE customer_id = $1 AND sku = ANY($2)")
+        .bind(customer_id)
+        .bind(skus)
+        .fetch_all(conn)
+        .await
 }
 
 fn identity_str(s: IdentityStatus) -> &'static str {

@@ -86,6 +86,11 @@ impl Inbound {
         }
     }
 
+    /// The AMQP properties, for forwarding the message as it is.
+    pub(crate) fn properties(&self) -> &lapin::BasicProperties {
+        &self.delivery.properties
+    }
+
     /// The AMQP properties as JSON, kept with review cases.
     pub fn properties_json(&self) -> serde_json::Value {
         serde_json::to_value(&self.delivery.properties).unwrap_or(serde_json::Value::Null)
@@ -99,6 +104,21 @@ impl Inbound {
     /// Whether the broker delivered this message before.
     pub fn redelivered(&self) -> bool {
         self.delivery.redelivered
+    }
+
+    /// Acknowledges this message and every earlier one still unsettled on its channel, in one
+    /// frame (`multiple`). Only for the last of a batch whose other deliveries are all done.
+    pub async fn ack_through(&self) -> anyhow::Result<()> {
+        self.delivery
+            .ack(BasicAckOptions { multiple: true })
+            .await
+            .context("acknowledging a batch of deliveries")?;
+        Ok(())
+    }
+
+    /// The position of this delivery on its channel; later deliveries have larger tags.
+    pub fn delivery_tag(&self) -> u64 {
+        self.delivery.delivery_tag
     }
 
     /// Acknowledges the message: the broker forgets it.
@@ -125,6 +145,8 @@ pub struct InboundStream {
     channel: Channel,
     consumer: Consumer,
     tag: String,
+    /// An error met while filling a batch, reported by the next call instead of being lost.
+    held_error: Option<lapin::Error>,
 }
 
 impl InboundStream {
@@ -152,17 +174,47 @@ impl InboundStream {
             channel,
             consumer,
             tag,
+            held_error: None,
         })
     }
 
     /// The next delivery; `None` when the consumer was cancelled or the channel closed.
     pub async fn next(&mut self) -> Option<anyhow::Result<Inbound>> {
+        if let Some(error) = self.held_error.take() {
+            return Some(Err(
+                anyhow::Error::new(error).context("receiving a delivery")
+            ));
+        }
         let delivery = self.consumer.next().await?;
         Some(
             delivery
                 .map(|delivery| Inbound { delivery })
                 .context("receiving a delivery"),
         )
+    }
+
+    /// The next delivery and, without waiting, any others already received, up to `max` in all
+    /// (in delivery order). Under load a batch grows to what arrived while the last one was
+    /// handled; when idle it is one delivery, so batching adds no latency. `None` as for
+    /// [`Self::next`].
+    pub async fn next_batch(&mut self, max: usize) -> Option<anyhow::Result<Vec<Inbound>>> {
+        let first = match self.next().await? {
+            Ok(first) => first,
+            Err(error) => return Some(Err(error)),
+        };
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match futures_lite::future::poll_once(self.consumer.next()).await {
+                Some(Some(Ok(delivery))) => batch.push(Inbound { delivery }),
+                Some(Some(Err(error))) => {
+                    self.held_error = Some(error);
+                    break;
+                }
+                // Nothing more ready yet, or the end, which the next call reports.
+                Some(None) | None => break,
+            }
+        }
+        Some(Ok(batch))
     }
 
     /// Stops taking deliveries and closes the channel; unacknowledged ones go back to the queue.

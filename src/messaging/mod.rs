@@ -3,6 +3,7 @@
 //! This is the only module that speaks AMQP. Stages see typed events; workers see [`Inbound`]
 //! messages and a [`Publisher`].
 
+pub mod ceiling;
 pub mod inbound;
 pub mod publisher;
 pub mod topology;

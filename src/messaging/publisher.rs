@@ -7,7 +7,7 @@ use lapin::{BasicProperties, Channel, Connection};
 
 use crate::envelope::{CLOUDEVENTS_CONTENT_TYPE, WireEvent};
 
-use super::Topology;
+use super::{Inbound, Topology};
 
 /// Why a publish did not succeed. Nothing published without a positive confirm counts as sent.
 #[derive(Debug, thiserror::Error)]
@@ -120,28 +120,67 @@ impl Publisher {
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<(), PublishError> {
-        let confirm = self
-            .channel
-            .basic_publish(
-                "".into(),
-                queue.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                body,
-                properties,
-            )
-            .await?
+        publish_all_to_queue(&self.channel, queue, vec![(body, properties)]).await
+    }
+
+    /// Publishes copies of `deliveries` (same bodies, same properties) to `queue` and waits
+    /// for all their confirms, pipelined.
+    pub async fn forward(&self, queue: &str, deliveries: &[Inbound]) -> Result<(), PublishError> {
+        let messages: Vec<(&[u8], BasicProperties)> = deliveries
+            .iter()
+            .map(|d| (d.body(), d.properties().clone()))
+            .collect();
+        publish_all_to_queue(&self.channel, queue, messages).await
+    }
+
+    /// Publishes `bodies` to `queue` as persistent messages whose message ids are `ids`, and
+    /// waits for all their confirms, pipelined.
+    pub async fn send_all(
+        &self,
+        queue: &str,
+        bodies: &[(String, &[u8])],
+    ) -> Result<(), PublishError> {
+        let messages: Vec<(&[u8], BasicProperties)> = bodies
+            .iter()
+            .map(|(id, body)| {
+                let properties = BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_message_id(id.as_str().into());
+                (*body, properties)
+            })
+            .collect();
+        publish_all_to_queue(&self.channel, queue, messages).await
+    }
+}
+
+/// Publishes every message to `queue` through the default exchange, then waits for all their
+/// confirms (pipelined). Each must reach the queue.
+async fn publish_all_to_queue(
+    channel: &Channel,
+    queue: &str,
+    messages: Vec<(&[u8], BasicProperties)>,
+) -> Result<(), PublishError> {
+    let mut pending = Vec::new();
+    for (body, properties) in messages {
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        };
+        let confirm = channel
+            .basic_publish("".into(), queue.into(), options, body, properties)
             .await?;
-        match confirm {
-            Confirmation::Ack(None) => Ok(()),
+        pending.push(confirm);
+    }
+    for confirm in pending {
+        match confirm.await? {
+            Confirmation::Ack(None) => {}
             Confirmation::Ack(Some(_)) => {
-                Err(PublishError::Unroutable("retry".into(), queue.into()))
+                return Err(PublishError::Unroutable("message".into(), queue.into()));
             }
-            _ => Err(PublishError::Nacked(format!("message to {queue}"))),
+            _ => return Err(PublishError::Nacked(format!("message to {queue}"))),
         }
     }
+    Ok(())
 }
 
 /// The AMQP properties mirroring the envelope: id, type, content type, order id as correlation

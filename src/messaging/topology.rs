@@ -142,6 +142,31 @@ impl Topology {
         Ok(())
     }
 
+    /// How many consumers `queue` has now (a passive declare: the queue must exist).
+    pub async fn consumers(&self, channel: &Channel, queue: &str) -> anyhow::Result<u32> {
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("looking up queue {queue}"))?;
+        Ok(declared.consumer_count())
+    }
+
+    /// Deletes one queue of this namespace, messages and all.
+    pub async fn delete_queue(&self, channel: &Channel, queue: &str) -> anyhow::Result<()> {
+        channel
+            .queue_delete(queue.into(), QueueDeleteOptions::default())
+            .await
+            .with_context(|| format!("deleting queue {queue}"))?;
+        Ok(())
+    }
+
     /// Deletes every queue and the exchange of this namespace. Used to clean up after tests.
     pub async fn delete(&self, channel: &Channel) -> anyhow::Result<()> {
         let queues = StageName::ALL

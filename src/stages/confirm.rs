@@ -82,7 +82,7 @@ impl Stage for Confirm {
             }
             EventType::AcceptanceDue => {
                 let due: AcceptanceDue = event.payload()?;
-                let Some(order) = db::orders::find(ctx.conn(), due.order_id.as_str()).await? else {
+                let Some(order) = ctx.find_order(&due.order_id).await? else {
                     return Ok(Handled::AlreadyDone);
                 };
                 if order.state != OrderState::HandedOver {
@@ -143,7 +143,7 @@ async fn customer_answered(
         answer.reason.as_deref(),
     )
     .await?;
-    let order = db::orders::find(ctx.conn(), id).await?;
+    let order = ctx.find_order(&answer.order_id).await?;
     let handed_over = order
         .as_ref()
         .is_some_and(|o| o.state == OrderState::HandedOver);
@@ -201,7 +201,7 @@ async fn confirm_if_accepted(
     ctx: &mut StageContext<'_>,
     order_id: &OrderId,
 ) -> Result<Handled, StageError> {
-    let Some(stored) = db::orders::find(ctx.conn(), order_id.as_str()).await? else {
+    let Some(stored) = ctx.find_order(order_id).await? else {
         return Ok(Handled::Waiting);
     };
     if stored.state < OrderState::HandedOver {
@@ -266,9 +266,13 @@ async fn suggestions(
     stored: &StoredOrder,
 ) -> Result<Vec<Suggestion>, StageError> {
     let skus: Vec<String> = stored.order.lines.iter().map(|l| l.sku.clone()).collect();
-    let products = db::reference::products(ctx.conn(), &skus).await?;
+    let products = ctx.products(&skus).await?;
+    let related: Vec<String> = products
+        .values()
+        .flat_map(|p| p.related.iter().map(|r| r.sku.clone()))
+        .collect();
     let bought: HashSet<String> =
-        db::reference::skus_bought_by(ctx.conn(), &stored.order.customer_id)
+        db::reference::skus_bought_by(ctx.conn(), &stored.order.customer_id, &related)
             .await?
             .into_iter()
             .collect();
@@ -290,7 +294,7 @@ async fn suggestions(
         }
     }
     let wanted: Vec<String> = candidates.iter().map(|s| s.sku.clone()).collect();
-    let sellable = db::reference::products(ctx.conn(), &wanted).await?;
+    let sellable = ctx.products(&wanted).await?;
     candidates.retain(|s| sellable.get(&s.sku).is_some_and(|p| p.sellable));
     Ok(candidates)
 }

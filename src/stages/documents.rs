@@ -59,7 +59,7 @@ impl Stage for Documents {
             return Ok(done);
         }
         let skus: Vec<String> = order.order.lines.iter().map(|l| l.sku.clone()).collect();
-        let products = db::reference::products(ctx.conn(), &skus).await?;
+        let products = ctx.products(&skus).await?;
         let priced = documents::priced_lines(&order.order, &products);
         let issued_at = Utc::now();
         let terms = order

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use context::{IncomingEvent, StageContext};
+pub use context::{IncomingEvent, ProductCache, StageContext};
 
 use crate::domain::EventType;
 use crate::settings::StageSettings;

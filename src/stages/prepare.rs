@@ -102,7 +102,7 @@ impl Stage for Prepare {
             return Ok(done);
         }
         let skus: Vec<String> = order.order.lines.iter().map(|l| l.sku.clone()).collect();
-        let products = db::reference::products(ctx.conn(), &skus).await?;
+        let products = ctx.products(&skus).await?;
         let preparation = plan(&order.order, &products, Utc::now());
         if let Err(refusal) = allocate(ctx, &order.order, &preparation.pick_list).await? {
             return ctx.refuse(&verified.order_id, order.state, refusal).await;

@@ -192,7 +192,7 @@ async fn lines_and_products(
     StageError,
 > {
     let skus: Vec<String> = order.order.lines.iter().map(|l| l.sku.clone()).collect();
-    let products = db::reference::products(ctx.conn(), &skus).await?;
+    let products = ctx.products(&skus).await?;
     Ok((priced_lines(&order.order, &products), products))
 }
 

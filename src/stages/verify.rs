@@ -294,10 +294,11 @@ pub async fn load_references(
     terms_code: &str,
 ) -> Result<References, StageError> {
     let skus: Vec<String> = order.lines.iter().map(|l| l.sku.clone()).collect();
+    let products = ctx.products(&skus).await?;
     let conn = ctx.conn();
     Ok(References {
         customer: db::reference::customer(conn, &order.customer_id).await?,
-        products: db::reference::products(conn, &skus).await?,
+        products,
         stock: db::reference::stock(conn, &skus).await?,
         agent: match &order.agent_id {
             Some(id) => db::reference::agent(conn, id).await?,

@@ -14,12 +14,7 @@ async fn two_pipelines_on_one_namespace_finish_200_orders_without_duplicate_effe
 
     let orders = orders("PAIR", 200);
     env.submit(&orders).await;
-    env.wait_completed(200).await;
-    env.wait_for("200 revenue events on the exchange", || {
-        let seen = tap.count_by_order("fulfilment.revenue.recognised.v1").len();
-        async move { (seen == 200).then_some(()) }
-    })
-    .await;
+    env.wait_recognised(&tap, 200).await;
 
     let timelines = timelines(&env.pool).await;
     for order in &orders {

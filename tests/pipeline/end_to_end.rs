@@ -13,12 +13,7 @@ async fn two_hundred_orders_each_complete_once_with_one_record_per_stage_in_orde
 
     let orders = orders("E2E", 200);
     env.submit(&orders).await;
-    env.wait_completed(200).await;
-    env.wait_for("200 revenue events on the exchange", || {
-        let seen = tap.count_by_order("fulfilment.revenue.recognised.v1").len();
-        async move { (seen == 200).then_some(()) }
-    })
-    .await;
+    env.wait_recognised(&tap, 200).await;
 
     let timelines = timelines(&env.pool).await;
     assert_eq!(timelines.len(), 200);

@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use fulfilment::client::Client;
 use fulfilment::domain::Order;
+use fulfilment::domain::catalogue::{Catalogue, StockLevel};
 use fulfilment::domain::events::{ConfirmationOutcome, CustomerConfirmation, OrderHandedOver};
 use fulfilment::envelope::Envelope;
 use fulfilment::messaging::{self, InboundStream, Topology};
@@ -233,6 +234,28 @@ impl TestEnv {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Sets the stock of one product, as `fulfilment seed` would.
+    pub async fn set_stock(&self, sku: &str, available: u32) {
+        let stock = Catalogue {
+            stock: vec![StockLevel {
+                sku: sku.into(),
+                available,
+            }],
+            ..Catalogue::default()
+        };
+        seed::apply(&self.pool, &stock).await.expect("set stock");
+    }
+
+    /// Waits until all `n` orders are completed and the tap has seen a revenue event for each.
+    pub async fn wait_recognised(&self, tap: &Tap, n: usize) {
+        self.wait_completed(i64::try_from(n).unwrap()).await;
+        self.wait_for(&format!("{n} revenue events on the exchange"), || {
+            let seen = tap.count_by_order("fulfilment.revenue.recognised.v1").len();
+            async move { (seen == n).then_some(()) }
+        })
+        .await;
     }
 
     /// Waits until exactly `n` orders are completed and no outbox row is unsent.

@@ -2,10 +2,8 @@
 //! exactly once even when two people click at once; amend verifies again; cancel compensates
 //! (stock, documents, revenue); close records who and why.
 
-use fulfilment::domain::catalogue::{Catalogue, StockLevel};
 use fulfilment::domain::events::ConfirmationOutcome;
 use fulfilment::pipeline::PipelineOptions;
-use fulfilment::seed;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -49,14 +47,7 @@ async fn authority_is_enforced_and_a_retry_happens_once_for_two_clicks() {
     env.start_pipeline(PipelineOptions::default()).await;
     env.start_customer().await;
     let (url, http) = desk(&mut env).await;
-    let sold_out = Catalogue {
-        stock: vec![StockLevel {
-            sku: "KETTLE-STEEL".into(),
-            available: 0,
-        }],
-        ..Catalogue::default()
-    };
-    seed::apply(&env.pool, &sold_out).await.unwrap();
+    env.set_stock("KETTLE-STEEL", 0).await;
     env.submit(&[order_with(
         "WAIT-1",
         vec![json!({"sku": "KETTLE-STEEL", "quantity": 1, "unit_price_minor": 3999})],
@@ -119,14 +110,7 @@ async fn authority_is_enforced_and_a_retry_happens_once_for_two_clicks() {
     assert_eq!(shown["timeline"][0]["stage"], "verify");
 
     // Stock arrives; two people click retry at the same moment.
-    let restocked = Catalogue {
-        stock: vec![StockLevel {
-            sku: "KETTLE-STEEL".into(),
-            available: 10,
-        }],
-        ..Catalogue::default()
-    };
-    seed::apply(&env.pool, &restocked).await.unwrap();
+    env.set_stock("KETTLE-STEEL", 10).await;
     let (a, b) = tokio::join!(
         post(&http, retry.clone(), SERVICE, json!({"note": "restocked"})),
         post(

@@ -1,9 +1,7 @@
 //! prepare: stock is allocated atomically; under concurrent orders from two processes it never
 //! goes negative and is never oversold. Services get a delivery slot instead.
 
-use fulfilment::domain::catalogue::{Catalogue, StockLevel};
 use fulfilment::pipeline::PipelineOptions;
-use fulfilment::seed;
 use fulfilment::stages::StageName;
 use serde_json::json;
 
@@ -12,14 +10,7 @@ use crate::helpers::{TestEnv, order_with};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_never_oversell_and_stock_never_goes_negative() {
     let mut env = TestEnv::new().await;
-    let limited = Catalogue {
-        stock: vec![StockLevel {
-            sku: "KETTLE-STEEL".into(),
-            available: 50,
-        }],
-        ..Catalogue::default()
-    };
-    seed::apply(&env.pool, &limited).await.unwrap();
+    env.set_stock("KETTLE-STEEL", 50).await;
     let two_stages = || PipelineOptions {
         stages: vec![StageName::Verify, StageName::Prepare],
         ..PipelineOptions::default()
