@@ -325,6 +325,15 @@ impl ConfirmationOutcome {
             ConfirmationOutcome::Query => "query",
         }
     }
+
+    /// A complaint or a query: something customer service must answer before the order can be
+    /// taken as accepted.
+    pub fn is_concern(self) -> bool {
+        matches!(
+            self,
+            ConfirmationOutcome::Complaint | ConfirmationOutcome::Query
+        )
+    }
 }
 
 /// `customer.confirmation`: the customer's answer about an order.

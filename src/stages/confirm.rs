@@ -12,7 +12,8 @@
 //! (cross-sell and up-sell) the customer has not bought.
 //!
 //! The customer's answer and the handover may arrive in either order: an answer that comes
-//! first is kept and applied when the handover arrives.
+//! first is kept and applied when the handover arrives (a complaint or query that came first
+//! means no acceptance deadline starts).
 
 use std::collections::HashSet;
 
@@ -109,16 +110,21 @@ impl Confirm {
         handed_over: OrderHandedOver,
     ) -> Result<Handled, StageError> {
         let id = handed_over.order_id.as_str();
-        let due = handed_over.handed_over_at + self.window;
-        db::timers::schedule(
-            ctx.conn(),
-            id,
-            TimerKind::AcceptanceDue,
-            due,
-            serde_json::json!({}),
-        )
-        .await?;
         let answers = db::confirmations::for_order(ctx.conn(), id).await?;
+        // A complaint or query that came before the handover is already with customer service:
+        // silence cannot be deemed acceptance, so no deadline starts.
+        let raised_concern = answers.iter().any(|(_, o)| o.is_concern());
+        if !raised_concern {
+            let due = handed_over.handed_over_at + self.window;
+            db::timers::schedule(
+                ctx.conn(),
+                id,
+                TimerKind::AcceptanceDue,
+                due,
+                serde_json::json!({}),
+            )
+            .await?;
+        }
         if let Some((message_id, _)) = answers
             .iter()
             .find(|(_, o)| *o == ConfirmationOutcome::Delivered)

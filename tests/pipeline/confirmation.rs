@@ -73,13 +73,61 @@ async fn delivery_terms_decide_when_ownership_passes_and_acceptance_is_explicit(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_complaint_goes_to_customer_service_and_the_order_waits() {
-    let mut env = TestEnv::with(|s| s.stages.acceptance_window_secs = 1).await;
+async fn a_complaint_goes_to_customer_service_and_stops_the_acceptance_deadline() {
+    let mut env = TestEnv::new().await;
     env.start_pipeline(PipelineOptions::default()).await;
     env.submit(&[kettle("UNHAPPY-1", "FOB_SHIPPING_POINT")])
         .await;
-    env.wait_state("UNHAPPY-1", "handed_over").await;
-    let id = fulfilment::domain::OrderId::parse("UNHAPPY-1").unwrap();
+    // The confirm stage starts the deadline when it handles the handover.
+    env.wait_for("the acceptance deadline", || async {
+        (acceptance_timers(&env, "UNHAPPY-1").await == ["pending"]).then_some(())
+    })
+    .await;
+    complain(&env, "UNHAPPY-1").await;
+    let cases = env.wait_cases(1).await;
+    assert_eq!(
+        (cases[0].reason.as_str(), cases[0].required_role.as_str()),
+        ("customer_complaint", "customer_service")
+    );
+    assert_eq!(acceptance_timers(&env, "UNHAPPY-1").await, ["cancelled"]);
+    assert_eq!(
+        crate::helpers::state(&env.pool, "UNHAPPY-1")
+            .await
+            .as_deref(),
+        Some("handed_over")
+    );
+    env.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complaint_before_the_handover_means_silence_is_never_taken_as_acceptance() {
+    let mut env = TestEnv::with(|s| s.stages.acceptance_window_secs = 1).await;
+    // The complaint is queued for the confirm stage before the order exists, so it is handled
+    // before the handover whatever the timing.
+    complain(&env, "UNHAPPY-2").await;
+    env.submit(&[kettle("UNHAPPY-2", "FOB_SHIPPING_POINT")])
+        .await;
+    env.start_pipeline(PipelineOptions::default()).await;
+    let cases = env.wait_cases(1).await;
+    assert_eq!(cases[0].reason, "customer_complaint");
+    env.wait_state("UNHAPPY-2", "handed_over").await;
+
+    // A later order with the same window is deemed accepted; the confirm stage handles events in
+    // order, so by then it has handled UNHAPPY-2's handover too, and started no deadline.
+    env.submit(&[kettle("QUIET-1", "FOB_SHIPPING_POINT")]).await;
+    env.wait_state("QUIET-1", "completed").await;
+    assert!(acceptance_timers(&env, "UNHAPPY-2").await.is_empty());
+    assert_eq!(
+        crate::helpers::state(&env.pool, "UNHAPPY-2")
+            .await
+            .as_deref(),
+        Some("handed_over")
+    );
+    env.teardown().await;
+}
+
+async fn complain(env: &TestEnv, order: &str) {
+    let id = fulfilment::domain::OrderId::parse(order).unwrap();
     env.client
         .confirm(
             id,
@@ -88,22 +136,19 @@ async fn a_complaint_goes_to_customer_service_and_the_order_waits() {
         )
         .await
         .unwrap();
-    let cases = env.wait_cases(1).await;
-    assert_eq!(
-        (cases[0].reason.as_str(), cases[0].required_role.as_str()),
-        ("customer_complaint", "customer_service")
-    );
+}
 
-    // A later order with the same window is deemed accepted; the one with a complaint still waits.
-    env.submit(&[kettle("QUIET-1", "FOB_SHIPPING_POINT")]).await;
-    env.wait_state("QUIET-1", "completed").await;
-    assert_eq!(
-        crate::helpers::state(&env.pool, "UNHAPPY-1")
-            .await
-            .as_deref(),
-        Some("handed_over")
-    );
-    env.teardown().await;
+/// The order's acceptance deadlines: `pending`, `fired` or `cancelled`, oldest first.
+async fn acceptance_timers(env: &TestEnv, order: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT CASE WHEN cancelled_at IS NOT NULL THEN 'cancelled'
+                     WHEN fired_at IS NOT NULL THEN 'fired' ELSE 'pending' END
+         FROM timers WHERE order_id = $1 AND kind = 'acceptance_due' ORDER BY id",
+    )
+    .bind(order)
+    .fetch_all(&env.pool)
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
