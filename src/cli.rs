@@ -201,6 +201,19 @@ pub enum ReviewCommand {
     Cancel(Resolve),
     /// Mark the case resolved outside the pipeline.
     Close(Resolve),
+    /// Erase a customer's personal data (name, email, the words of their complaints and
+    /// queries, their purchase history) while orders, documents and financial records stay.
+    /// Needs the `customer_service` role.
+    EraseCustomer {
+        /// The customer.
+        customer_id: String,
+        /// The configured person acting.
+        #[arg(long = "as")]
+        person: String,
+        /// Why (the customer's request and its reference).
+        #[arg(long)]
+        note: String,
+    },
 }
 
 /// Who resolves a case and why.
@@ -298,10 +311,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Seed { file } => {
             let catalogue = seed::read(&file)?;
             let pool = prepare_database(&settings).await?;
-            seed::apply(&pool, &catalogue).await?;
+            let left_erased = seed::apply(&pool, &catalogue).await?;
+            if !left_erased.is_empty() {
+                println!(
+                    "left {} erased customer(s) as they were: {}",
+                    left_erased.len(),
+                    left_erased.join(", ")
+                );
+            }
             println!(
                 "loaded {} customers, {} products, {} stock levels, {} agents, {} delivery terms",
-                catalogue.customers.len(),
+                catalogue.customers.len() - left_erased.len(),
                 catalogue.products.len(),
                 catalogue.stock.len(),
                 catalogue.agents.len(),
@@ -467,6 +487,16 @@ async fn review(settings: &Settings, command: ReviewCommand) -> anyhow::Result<(
             return write_out(&to_json(&cases)?);
         }
         ReviewCommand::Show { id } => return write_out(&to_json(&desk.show(id).await?)?),
+        ReviewCommand::EraseCustomer {
+            customer_id,
+            person: name,
+            note,
+        } => {
+            let summary = desk
+                .erase_customer(&customer_id, &person(&name)?, &note)
+                .await?;
+            return write_out(&to_json(&summary)?);
+        }
         ReviewCommand::Retry(r) => (r, Resolution::Retry),
         ReviewCommand::Cancel(r) => (r, Resolution::Cancel),
         ReviewCommand::Close(r) => (r, Resolution::Close),

@@ -21,6 +21,7 @@
 //! - [`client`]: publishing into the pipeline from outside (`submit`, `confirm`).
 //! - [`status`]: an order's state and timeline. [`export`]: an order's documents as files.
 //! - [`seed`]: loading reference data from a file.
+//! - [`erasure`]: erasing a customer's personal data while the financial records stay.
 //! - [`contract`]: JSON Schemas of every event payload, generated from the types.
 //! - [`bench`]: `fulfilment bench`, the pipeline's throughput and latency against the broker's
 //!   own ceiling.
@@ -34,6 +35,7 @@ pub mod db;
 pub mod digest;
 pub mod domain;
 pub mod envelope;
+pub mod erasure;
 pub mod export;
 pub mod messaging;
 pub mod periodic;

@@ -26,12 +26,13 @@ pub fn read(path: &Path) -> anyhow::Result<Catalogue> {
     Ok(catalogue)
 }
 
-/// Writes the reference data in one transaction.
-pub async fn apply(pool: &PgPool, catalogue: &Catalogue) -> anyhow::Result<()> {
+/// Writes the reference data in one transaction. Returns the ids of customers left as they were
+/// because their personal data was erased.
+pub async fn apply(pool: &PgPool, catalogue: &Catalogue) -> anyhow::Result<Vec<String>> {
     let mut tx = pool.begin().await?;
-    db::reference::upsert(&mut tx, catalogue)
+    let left_erased = db::reference::upsert(&mut tx, catalogue)
         .await
         .context("loading reference data")?;
     tx.commit().await?;
-    Ok(())
+    Ok(left_erased)
 }

@@ -1,7 +1,7 @@
 //! Configuration, layered with the `config` crate:
 //!
 //! 1. `config/default.toml`, built into the binary so it runs from any directory;
-//! 2. `<config dir>/<FULFILMENT_ENV>.toml` when `FULFILMENT_ENV` is set (the directory is
+//! 2. `<config dir>/<FULFILMENT_ENV>.toml` when `FULFILMENT_ENV` is set and not empty (the directory is
 //!    `FULFILMENT_CONFIG_DIR`, default `config`);
 //! 3. environment variables `FULFILMENT__SECTION__KEY`, e.g. `FULFILMENT__AMQP__PREFETCH=32`.
 //!
@@ -299,7 +299,10 @@ impl fmt::Display for SecretUrl {
 impl Settings {
     /// Loads settings from the defaults, the environment's file and `FULFILMENT__` variables.
     pub fn load() -> Result<Self, SettingsError> {
-        let env_name = std::env::var("FULFILMENT_ENV").ok();
+        // Set but empty (`FULFILMENT_ENV= cmd`) means no environment file, as unset does.
+        let env_name = std::env::var("FULFILMENT_ENV")
+            .ok()
+            .filter(|name| !name.is_empty());
         let dir = std::env::var("FULFILMENT_CONFIG_DIR").unwrap_or_else(|_| "config".into());
         Self::load_from(env_name.as_deref(), PathBuf::from(dir), EnvVars::Process)
     }

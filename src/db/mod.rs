@@ -5,6 +5,7 @@
 
 pub mod confirmations;
 pub mod documents;
+pub mod erasure;
 pub mod inbox;
 pub mod ledger;
 pub mod orders;

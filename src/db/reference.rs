@@ -9,13 +9,15 @@ use crate::domain::catalogue::{
     ProductKind,
 };
 
-/// Inserts or updates everything in `catalogue`. Stock levels are set, not added.
-pub async fn upsert(conn: &mut PgConnection, catalogue: &Catalogue) -> anyhow::Result<()> {
+/// Inserts or updates everything in `catalogue`. Stock levels are set, not added; a customer
+/// whose personal data was erased is left erased. Returns the ids of the customers so left.
+pub async fn upsert(conn: &mut PgConnection, catalogue: &Catalogue) -> anyhow::Result<Vec<String>> {
+    let mut left_erased = Vec::new();
     for c in &catalogue.customers {
-        sqlx::query(
+        let written = sqlx::query(
             "INSERT INTO customers (customer_id, name, email, identity_status) VALUES ($1, $2, $3, $4)
              ON CONFLICT (customer_id) DO UPDATE SET name = $2, email = $3, identity_status = $4,
-             updated_at = now()",
+             updated_at = now() WHERE customers.erased_at IS NULL",
         )
         .bind(&c.customer_id)
         .bind(&c.name)
@@ -23,6 +25,9 @@ pub async fn upsert(conn: &mut PgConnection, catalogue: &Catalogue) -> anyhow::R
         .bind(identity_str(c.identity_status))
         .execute(&mut *conn)
         .await?;
+        if written.rows_affected() == 0 {
+            left_erased.push(c.customer_id.clone());
+        }
     }
     for p in &catalogue.products {
         upsert_product(conn, p).await?;
@@ -63,7 +68,7 @@ pub async fn upsert(conn: &mut PgConnection, catalogue: &Catalogue) -> anyhow::R
         .execute(&mut *conn)
         .await?;
     }
-    Ok(())
+    Ok(left_erased)
 }
 
 async fn upsert_product(conn: &mut PgConnection, p: &Product) -> anyhow::Result<()> {
@@ -95,10 +100,11 @@ async fn upsert_product(conn: &mut PgConnection, p: &Product) -> anyhow::Result<
     Ok(())
 }
 
-/// A customer record.
+/// A customer record; `None` for an unknown customer and for one whose personal data was erased.
 pub async fn customer(conn: &mut PgConnection, id: &str) -> anyhow::Result<Option<Customer>> {
     let row = sqlx::query(
-        "SELECT customer_id, name, email, identity_status FROM customers WHERE customer_id = $1",
+        "SELECT customer_id, name, email, identity_status FROM customers
+         WHERE customer_id = $1 AND erased_at IS NULL",
     )
     .bind(id)
     .fetch_optional(conn)

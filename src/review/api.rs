@@ -10,6 +10,7 @@
 //! | POST | `/cases/{id}/amend` | `{"note", "order"}` | apply a changed order |
 //! | POST | `/cases/{id}/cancel` | `{"note"}` | cancel and compensate |
 //! | POST | `/cases/{id}/close` | `{"note"}` | resolved outside the pipeline |
+//! | POST | `/customers/{id}/erase` | `{"note"}` | erase the customer's personal data (role `customer_service`) |
 
 use std::sync::Arc;
 
@@ -43,6 +44,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/cases", get(list))
         .route("/cases/{id}", get(show))
         .route("/cases/{id}/{action}", post(resolve))
+        .route("/customers/{id}/erase", post(erase))
         .with_state(state)
 }
 
@@ -87,7 +89,10 @@ impl IntoResponse for ApiError {
                     .into_response();
             }
             ApiError::Review(e) => match &e {
-                ReviewError::NotFound(_) => (StatusCode::NOT_FOUND, e.to_string()),
+                ReviewError::NotFound(_) | ReviewError::UnknownCustomer(_) => {
+                    (StatusCode::NOT_FOUND, e.to_string())
+                }
+                ReviewError::NotAuthorised { .. } => (StatusCode::FORBIDDEN, e.to_string()),
                 ReviewError::NotOpen(..) => (StatusCode::CONFLICT, e.to_string()),
                 ReviewError::Forbidden { .. } => (StatusCode::FORBIDDEN, e.to_string()),
                 ReviewError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
@@ -180,6 +185,27 @@ async fn resolve(
         state
             .desk
             .resolve(id, &person, resolution, &body.note)
+            .await?,
+    ))
+}
+
+/// The body of an erasure request.
+#[derive(Debug, Deserialize)]
+pub struct EraseBody {
+    /// Why (the customer's request, its reference).
+    pub note: String,
+}
+
+async fn erase(
+    State(state): State<ApiState>,
+    Caller(person): Caller,
+    Path(customer_id): Path<String>,
+    Json(body): Json<EraseBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(
+        state
+            .desk
+            .erase_customer(&customer_id, &person, &body.note)
             .await?,
     ))
 }

@@ -18,10 +18,11 @@ use crate::db::timers::TimerKind;
 use crate::domain::events::{OrderAmended, OrderCancelled};
 use crate::domain::{Order, OrderId, OrderState};
 use crate::envelope::{DirectTarget, WireEvent};
+use crate::erasure::{self, ErasureError, ErasureSummary};
 use crate::messaging::inbound::ATTEMPT_HEADER;
 use crate::messaging::{self, Publisher, Topology};
 use crate::settings::AmqpSettings;
-use crate::stages::StageName;
+use crate::stages::{Role, StageName};
 
 use super::people::Person;
 
@@ -44,6 +45,17 @@ pub enum ReviewError {
         /// The role it needs.
         required: String,
     },
+    /// The person lacks the authority an action outside any case needs.
+    #[error("{action} needs the role {required}")]
+    NotAuthorised {
+        /// What they tried.
+        action: &'static str,
+        /// The role it needs.
+        required: &'static str,
+    },
+    /// No such customer.
+    #[error("{0}")]
+    UnknownCustomer(String),
     /// The request does not fit the case.
     #[error("{0}")]
     Invalid(String),
@@ -180,6 +192,31 @@ impl ReviewDesk {
             actions: db::review::actions(&mut conn, id).await?,
             case,
         })
+    }
+
+    /// Erases a customer's personal data at `person`'s request, for the reason in `note`; see
+    /// [`crate::erasure`]. Needs the `customer_service` role.
+    pub async fn erase_customer(
+        &self,
+        customer_id: &str,
+        person: &Person,
+        note: &str,
+    ) -> Result<ErasureSummary, ReviewError> {
+        if !person.may_resolve(Role::CustomerService.as_str()) {
+            return Err(ReviewError::NotAuthorised {
+                action: "erasing a customer's personal data",
+                required: Role::CustomerService.as_str(),
+            });
+        }
+        if note.trim().is_empty() {
+            return Err(ReviewError::Invalid("a note saying why is required".into()));
+        }
+        erasure::erase_customer(&self.pool, customer_id, &person.name, note)
+            .await
+            .map_err(|e| match e {
+                ErasureError::UnknownCustomer(_) => ReviewError::UnknownCustomer(e.to_string()),
+                ErasureError::Internal(inner) => ReviewError::Internal(inner),
+            })
     }
 
     /// Resolves a case as `person` decided, for the reason in `note`.

@@ -167,12 +167,11 @@ async fn customer_answered(
             } else {
                 ("customer_query", "query")
             };
+            // The customer's own words are personal data: they stay in the case's original
+            // message, out of the detail that `review.case_opened` broadcasts.
             let escalation = Escalation::new(
                 reason,
-                format!(
-                    "the customer raised a {what}: {}",
-                    answer.reason.as_deref().unwrap_or("no reason given")
-                ),
+                format!("the customer raised a {what}; their words are in the original message"),
                 Role::CustomerService,
             );
             match order {

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::db;
@@ -42,8 +42,10 @@ impl Verify {
 /// The internal records an order is checked against.
 #[derive(Debug, Default)]
 pub struct References {
-    /// The order's customer.
+    /// The order's customer (`None` if unknown or erased).
     pub customer: Option<Customer>,
+    /// When the customer's personal data was erased, if it was.
+    pub customer_erased_at: Option<DateTime<Utc>>,
     /// The order's products, by SKU.
     pub products: HashMap<String, Product>,
     /// Units available, by SKU.
@@ -87,6 +89,17 @@ pub fn check(
 ) -> Result<Verification, Escalation> {
     let customer = match &refs.customer {
         Some(customer) => customer,
+        None if refs.customer_erased_at.is_some() => {
+            return refuse(
+                "customer_erased",
+                format!(
+                    "customer {}'s personal data was erased; the order cannot be checked against \
+                     their record",
+                    order.customer_id
+                ),
+                Role::CustomerService,
+            );
+        }
         None => {
             return refuse(
                 "unknown_customer",
@@ -296,8 +309,14 @@ pub async fn load_references(
     let skus: Vec<String> = order.lines.iter().map(|l| l.sku.clone()).collect();
     let products = ctx.products(&skus).await?;
     let conn = ctx.conn();
+    let customer = db::reference::customer(conn, &order.customer_id).await?;
+    let customer_erased_at = match customer {
+        Some(_) => None,
+        None => db::erasure::erased_at(conn, &order.customer_id).await?,
+    };
     Ok(References {
-        customer: db::reference::customer(conn, &order.customer_id).await?,
+        customer,
+        customer_erased_at,
         products,
         stock: db::reference::stock(conn, &skus).await?,
         agent: match &order.agent_id {

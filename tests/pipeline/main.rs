@@ -7,6 +7,7 @@ mod confirmation;
 mod documents;
 mod effectively_once;
 mod end_to_end;
+mod erasure;
 mod failures;
 mod helpers;
 mod integration_examples;
