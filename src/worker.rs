@@ -35,7 +35,7 @@ use crate::messaging::{Inbound, InboundStream, Publisher};
 use crate::settings::RetrySettings;
 use crate::stages::{
     Escalation, Handled, IncomingEvent, ProductCache, Role, Stage, StageContext, StageError,
-    StageName,
+    StageName, TooEarly,
 };
 use crate::{db, relay};
 
@@ -358,17 +358,25 @@ impl Worker {
             return Ok(());
         }
         let attempt = inbound.attempt();
+        let too_early = error.downcast_ref::<TooEarly>();
         if attempt >= self.policy.retry.max_attempts {
-            let exhausted = Escalation::new(
-                "retries_exhausted",
-                format!("failed {attempt} times; last error: {error_text}"),
-                Role::Operations,
-            );
+            let exhausted = match too_early {
+                Some(early) => early.if_never.clone(),
+                None => Escalation::new(
+                    "retries_exhausted",
+                    format!("failed {attempt} times; last error: {error_text}"),
+                    Role::Operations,
+                ),
+            };
             return self.escalate_alone(inbound, key, order_id, exhausted).await;
         }
         let jitter = (Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
         let delay = self.policy.retry.delay_ms(attempt, jitter);
-        warn!(error = %error_text, attempt, delay_ms = delay, "transient failure; retrying later");
+        if too_early.is_some() {
+            tracing::info!(reason = %error_text, attempt, delay_ms = delay, "too early; trying again later");
+        } else {
+            warn!(error = %error_text, attempt, delay_ms = delay, "transient failure; retrying later");
+        }
         inbound
             .defer(
                 &self.publisher,
@@ -608,6 +616,9 @@ impl Worker {
                         return Ok(Committed::Escalate(escalation));
                     }
                     Err(StageError::Transient(error)) => return Ok(Committed::Retry(error)),
+                    Err(StageError::TooEarly(early)) => {
+                        return Ok(Committed::Retry(anyhow::Error::new(early)));
+                    }
                 }
             }
         };

@@ -142,20 +142,15 @@ impl Topology {
         Ok(())
     }
 
-    /// How many consumers `queue` has now (a passive declare: the queue must exist).
+    /// How many consumers `queue` has now (the queue must exist).
     pub async fn consumers(&self, channel: &Channel, queue: &str) -> anyhow::Result<u32> {
-        let declared = channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .with_context(|| format!("looking up queue {queue}"))?;
-        Ok(declared.consumer_count())
+        Ok(look_up(channel, queue).await?.consumer_count())
+    }
+
+    /// How many messages wait in `queue` now, not counting those delivered and not yet
+    /// acknowledged (the queue must exist).
+    pub async fn ready_messages(&self, channel: &Channel, queue: &str) -> anyhow::Result<u32> {
+        Ok(look_up(channel, queue).await?.message_count())
     }
 
     /// Deletes one queue of this namespace, messages and all.
@@ -187,4 +182,19 @@ impl Topology {
             .await
             .context("deleting exchange")
     }
+}
+
+/// A passive declare: the queue's counts, or an error if it does not exist.
+async fn look_up(channel: &Channel, queue: &str) -> anyhow::Result<lapin::Queue> {
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("looking up queue {queue}"))
 }

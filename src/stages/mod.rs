@@ -191,6 +191,21 @@ pub enum StageError {
     /// Transient: the database or broker failed; trying again may succeed.
     #[error("transient failure: {0:#}")]
     Transient(#[from] anyhow::Error),
+    /// The event came before what it needs, such as a payment before its order.
+    #[error("too early: {0}")]
+    TooEarly(TooEarly),
+}
+
+/// An event that came before what it needs (a payment before its order). The worker tries it
+/// again later through the stage's delay queue, as it does a transient failure; should it still
+/// be too early at the last attempt, it escalates with `if_never`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{detail}")]
+pub struct TooEarly {
+    /// What is missing, for the log.
+    pub detail: String,
+    /// The escalation once the attempts are used up.
+    pub if_never: Escalation,
 }
 
 impl From<sqlx::Error> for StageError {

@@ -29,9 +29,11 @@ use crate::domain::events::{
     InstalmentDue, OrderCustomerConfirmed, OrderDelivered, OrderHandedOver, OrderVerified,
     PaymentCaptured, RecognisedLine, RevenueRecognised,
 };
-use crate::domain::{EventType, OrderId, OrderState};
+use crate::domain::{EventType, OrderId, OrderState, money};
 
-use super::{Escalation, Handled, IncomingEvent, Role, Stage, StageContext, StageError, StageName};
+use super::{
+    Escalation, Handled, IncomingEvent, Role, Stage, StageContext, StageError, StageName, TooEarly,
+};
 
 /// The revenue stage.
 pub struct Revenue;
@@ -385,9 +387,13 @@ async fn complete_if_done(
     Ok(ctx.advance(order, OrderState::Completed).await?.is_none())
 }
 
-/// Records a payment: cash against the receivable, any excess as deferred revenue.
+/// Records a payment: cash against the receivable, any excess as deferred revenue. A payment
+/// may be captured before its order reaches the pipeline: it is tried again later, and goes to
+/// finance only if the order never comes.
 async fn payment(ctx: &mut StageContext<'_>, paid: PaymentCaptured) -> Result<Handled, StageError> {
-    let order = ctx.order(&paid.order_id).await?;
+    let Some(order) = ctx.find_order(&paid.order_id).await? else {
+        return Err(StageError::TooEarly(payment_before_order(&paid)));
+    };
     let id = paid.order_id.as_str();
     if paid.currency != order.order.currency || paid.amount_minor <= 0 {
         return Err(Escalation::new(
@@ -433,6 +439,25 @@ async fn payment(ctx: &mut StageContext<'_>, paid: PaymentCaptured) -> Result<Ha
     let detail = serde_json::json!({ "payment_reference": paid.payment_reference, "amount_minor": paid.amount_minor });
     ctx.record(&paid.order_id, order.state, &detail).await?;
     Ok(Handled::Waiting)
+}
+
+fn payment_before_order(paid: &PaymentCaptured) -> TooEarly {
+    TooEarly {
+        detail: format!(
+            "payment {} came before order {}",
+            paid.payment_reference, paid.order_id
+        ),
+        if_never: Escalation::new(
+            "unknown_order",
+            format!(
+                "payment {} of {} names order {}, which never reached the pipeline",
+                paid.payment_reference,
+                money::format(paid.amount_minor, paid.currency),
+                paid.order_id
+            ),
+            Role::Finance,
+        ),
+    }
 }
 
 #[cfg(test)]

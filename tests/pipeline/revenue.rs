@@ -10,9 +10,10 @@ use fulfilment::domain::events::{ConfirmationOutcome, PaymentCaptured};
 use fulfilment::domain::{Currency, OrderId};
 use fulfilment::pipeline::PipelineOptions;
 use fulfilment::seed;
+use fulfilment::stages::StageName;
 use serde_json::json;
 
-use crate::helpers::{TestEnv, line, order_json};
+use crate::helpers::{TestEnv, cases, line, order_json, order_with};
 
 /// (order, lines, delivery terms, channel extras)
 fn orders() -> Vec<fulfilment::domain::Order> {
@@ -246,5 +247,99 @@ async fn every_line_is_recognised_at_its_point_and_the_ledger_balances_to_the_ce
         );
     }
     assert!(tap.assert_all_match_the_contract() > 0);
+    env.teardown().await;
+}
+
+fn payment(order: &str, amount_minor: i64) -> PaymentCaptured {
+    PaymentCaptured {
+        order_id: OrderId::parse(order).unwrap(),
+        payment_reference: format!("PAY-{order}"),
+        amount_minor,
+        currency: Currency::parse("GBP").unwrap(),
+        captured_at: Utc::now(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_captured_before_its_order_waits_for_the_order() {
+    let mut env = TestEnv::with(|s| {
+        s.retry.base_delay_ms = 200;
+        s.retry.max_delay_ms = 2000;
+        s.retry.max_attempts = 8;
+    })
+    .await;
+    // Only revenue runs at first, so the payment is certainly handled before its order exists.
+    env.start_pipeline(PipelineOptions {
+        stages: vec![StageName::Revenue],
+        ..PipelineOptions::default()
+    })
+    .await;
+    env.client.pay(payment("EARLY-1", 3999)).await.unwrap();
+    let queue = env.topology.stage_queue(StageName::Revenue);
+    let channel = env.client.connection().create_channel().await.unwrap();
+    env.wait_for("revenue to take the payment", || async {
+        let ready = env.topology.ready_messages(&channel, &queue).await.unwrap();
+        (ready == 0).then_some(())
+    })
+    .await;
+
+    env.submit(&[order_with("EARLY-1", vec![line("KETTLE-STEEL", 1, 3999)])])
+        .await;
+    let others = StageName::ALL
+        .into_iter()
+        .filter(|s| *s != StageName::Revenue);
+    env.start_pipeline(PipelineOptions {
+        stages: others.collect(),
+        relay: false,
+        ..PipelineOptions::default()
+    })
+    .await;
+    let pool = env.pool.clone();
+    env.wait_for("the payment booked", || {
+        let pool = pool.clone();
+        async move {
+            let n: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM payments WHERE order_id = 'EARLY-1'")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            (n == 1).then_some(())
+        }
+    })
+    .await;
+    let cash = sum(
+        &env,
+        "SELECT COALESCE(SUM(debit_minor),0)::BIGINT FROM ledger_entries WHERE order_id = $1 AND account = 'cash'",
+        "EARLY-1",
+    )
+    .await;
+    assert_eq!(cash, 3999);
+    assert!(cases(&env.pool).await.is_empty(), "nothing went to review");
+    channel.close(200, "ok".into()).await.unwrap();
+    env.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_for_an_order_that_never_comes_goes_to_finance() {
+    let mut env = TestEnv::with(|s| {
+        s.retry.base_delay_ms = 50;
+        s.retry.max_attempts = 3;
+    })
+    .await;
+    env.start_pipeline(PipelineOptions::default()).await;
+    env.client.pay(payment("NEVER-1", 500)).await.unwrap();
+    let case = env.wait_cases(1).await.remove(0);
+    assert_eq!(
+        (case.reason.as_str(), case.required_role.as_str()),
+        ("unknown_order", "finance")
+    );
+    let detail: String = sqlx::query_scalar("SELECT detail FROM review_cases")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        detail,
+        "payment PAY-NEVER-1 of 5.00 GBP names order NEVER-1, which never reached the pipeline"
+    );
     env.teardown().await;
 }
