@@ -403,6 +403,12 @@ async fn run_pipeline(
     };
     stages.sort();
     stages.dedup();
+    if stages.contains(&StageName::Documents) && settings.stages.seller.seller().is_none() {
+        tracing::warn!(
+            "stages.seller is not configured: documents name no seller, and an invoice without \
+             the seller's name, address and tax number is not a valid invoice"
+        );
+    }
     let options = PipelineOptions {
         stages,
         relay,

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 
+use crate::domain::documents::Seller;
 use crate::stages::StageName;
 
 /// The built-in defaults.
@@ -197,6 +198,52 @@ pub struct StageSettings {
     pub default_delivery_terms: String,
     /// Seconds the customer has to answer after handover before the order is deemed accepted.
     pub acceptance_window_secs: u64,
+    /// Who sells, printed at the top of every document.
+    #[serde(default)]
+    pub seller: SellerSettings,
+}
+
+/// The seller's identity for documents. All empty means documents carry no seller block (an
+/// invoice then lacks what the law asks of it; `run` warns).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SellerSettings {
+    /// The seller's legal name.
+    #[serde(default)]
+    pub name: String,
+    /// The seller's postal address, on one line.
+    #[serde(default)]
+    pub address: String,
+    /// The VAT (or other tax) registration number; empty if not registered.
+    #[serde(default)]
+    pub tax_number: String,
+    /// The company registration number; empty if none.
+    #[serde(default)]
+    pub company_number: String,
+}
+
+impl SellerSettings {
+    /// The seller as documents print it, or `None` if not configured.
+    pub fn seller(&self) -> Option<Seller> {
+        let optional = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+        Some(Seller {
+            name: optional(&self.name)?,
+            address: self.address.trim().to_owned(),
+            tax_number: optional(&self.tax_number),
+            company_number: optional(&self.company_number),
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        [
+            &self.name,
+            &self.address,
+            &self.tax_number,
+            &self.company_number,
+        ]
+        .iter()
+        .all(|s| s.trim().is_empty())
+    }
 }
 
 /// Review desk settings.
@@ -388,6 +435,13 @@ impl Settings {
                 "a number of seconds above 0",
             );
         }
+        let seller = &self.stages.seller;
+        if !seller.is_empty() && seller.name.trim().is_empty() {
+            return invalid("stages.seller.name", "the seller's legal name");
+        }
+        if !seller.is_empty() && seller.address.trim().is_empty() {
+            return invalid("stages.seller.address", "the seller's postal address");
+        }
         if self.review.listen.parse::<std::net::SocketAddr>().is_err() {
             return invalid("review.listen", "an address such as 127.0.0.1:8080");
         }
@@ -443,6 +497,24 @@ mod tests {
     }
 
     #[test]
+    fn a_seller_needs_a_name_and_an_address_or_nothing_at_all() {
+        let mut s = defaults();
+        assert_eq!(s.stages.seller.seller(), None);
+        s.stages.seller.tax_number = "GB123456789".into();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("stages.seller.name"), "{err}");
+        s.stages.seller.name = "Northern Kitchenware Ltd".into();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("stages.seller.address"), "{err}");
+        s.stages.seller.address = " 1 Market Street, Leeds ".into();
+        s.validate().unwrap();
+        let seller = s.stages.seller.seller().unwrap();
+        assert_eq!(seller.address, "1 Market Street, Leeds");
+        assert_eq!(seller.tax_number.as_deref(), Some("GB123456789"));
+        assert_eq!(seller.company_number, None);
+    }
+
+    #[test]
     fn an_invalid_value_names_its_key() {
         let mut s = defaults();
         s.amqp.namespace = "has space".into();
@@ -479,10 +551,19 @@ mod tests {
         let vars = HashMap::from([
             ("FULFILMENT__AMQP__PREFETCH".into(), "7".into()),
             ("FULFILMENT__AMQP__NAMESPACE".into(), "shop-eu".into()),
+            (
+                "FULFILMENT__STAGES__SELLER__NAME".into(),
+                "Shop EU BV".into(),
+            ),
+            (
+                "FULFILMENT__STAGES__SELLER__ADDRESS".into(),
+                "Damrak 1, Amsterdam".into(),
+            ),
         ]);
         let s = Settings::load_from(None, PathBuf::from("config"), EnvVars::Given(vars)).unwrap();
         assert_eq!(s.amqp.prefetch, 7);
         assert_eq!(s.amqp.namespace, "shop-eu");
+        assert_eq!(s.stages.seller.seller().unwrap().name, "Shop EU BV");
     }
 
     #[test]

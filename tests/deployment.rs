@@ -36,6 +36,10 @@ fn compose_environment_loads_through_the_config_loader() {
         .expect("the compose environment is a valid configuration");
     assert!(settings.amqp.url.expose().contains("@rabbitmq:5672"));
     assert!(settings.database.url.expose().contains("@postgres:5432"));
+    assert!(
+        settings.stages.seller.seller().is_some(),
+        "documents name a seller"
+    );
 }
 
 #[test]

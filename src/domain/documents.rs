@@ -116,6 +116,36 @@ pub struct Totals {
     pub gross_minor: i64,
 }
 
+/// Who sells: the block at the top of every document. An invoice must name the seller, their
+/// address and their tax registration number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seller {
+    /// The seller's legal name.
+    pub name: String,
+    /// The seller's postal address, on one line.
+    pub address: String,
+    /// The VAT (or other tax) registration number, if registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tax_number: Option<String>,
+    /// The company registration number, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company_number: Option<String>,
+}
+
+impl Seller {
+    fn text_lines(&self) -> Vec<String> {
+        let mut out = vec![self.name.clone(), self.address.clone()];
+        if let Some(number) = &self.tax_number {
+            out.push(format!("VAT registration number: {number}"));
+        }
+        if let Some(number) = &self.company_number {
+            out.push(format!("Company number: {number}"));
+        }
+        out.push(String::new());
+        out
+    }
+}
+
 /// The content of one document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DocumentContent {
@@ -139,6 +169,9 @@ pub struct DocumentContent {
     pub totals: Totals,
     /// The delivery terms' code.
     pub delivery_terms: String,
+    /// Who sells, when configured (documents issued before it was are without).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seller: Option<Seller>,
 }
 
 /// Priced lines of an order: net, tax per line (half up).
@@ -195,7 +228,12 @@ impl DocumentContent {
     /// The document as lines of text, as printed on the PDF.
     pub fn text_lines(&self) -> Vec<String> {
         let money = |m| money::format(m, self.currency);
-        let mut out = vec![
+        let mut out = self
+            .seller
+            .as_ref()
+            .map(Seller::text_lines)
+            .unwrap_or_default();
+        out.extend([
             format!("{} {}", self.kind.title(), self.number),
             String::new(),
             format!("Order: {} (version {})", self.order_id, self.version),
@@ -203,7 +241,7 @@ impl DocumentContent {
             format!("Issued: {}", self.issued_at.format("%Y-%m-%d %H:%M UTC")),
             format!("Delivery terms: {}", self.delivery_terms),
             String::new(),
-        ];
+        ]);
         let priced = self.kind == DocumentKind::Invoice;
         let mut header = format!("{:>4}   {:<20} {:<24}", "qty", "product", "description");
         if priced {

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::db;
 use crate::domain::OrderState;
-use crate::domain::documents::{self, DocumentContent};
+use crate::domain::documents::{self, DocumentContent, Seller};
 use crate::domain::events::{DocumentRef, DocumentsGenerated, GoodsPrepared};
 use crate::render;
 use crate::settings::StageSettings;
@@ -19,13 +19,17 @@ use super::{Handled, IncomingEvent, Stage, StageContext, StageError, StageName};
 /// The documents stage.
 pub struct Documents {
     default_terms: String,
+    /// Printed at the top of every document, when configured.
+    seller: Option<Seller>,
 }
 
 impl Documents {
-    /// The stage; orders without delivery terms get `settings.default_delivery_terms`.
+    /// The stage; orders without delivery terms get `settings.default_delivery_terms`, and
+    /// documents name `settings.seller`.
     pub fn new(settings: &StageSettings) -> Self {
         Self {
             default_terms: settings.default_delivery_terms.clone(),
+            seller: settings.seller.seller(),
         }
     }
 }
@@ -81,6 +85,7 @@ impl Stage for Documents {
                 totals: documents::totals(&lines),
                 lines,
                 delivery_terms: terms.clone(),
+                seller: self.seller.clone(),
             };
             let pdf = render::pdf(&content);
             let sha256 = crate::digest::sha256_hex(&pdf);

@@ -11,7 +11,12 @@ use crate::helpers::{TestEnv, order_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_are_numbered_without_gaps_fingerprinted_and_exact() {
-    let mut env = TestEnv::new().await;
+    let mut env = TestEnv::with(|s| {
+        s.stages.seller.name = "Northern Kitchenware Ltd".into();
+        s.stages.seller.address = "1 Market Street, Leeds LS1 6DT".into();
+        s.stages.seller.tax_number = "GB123456789".into();
+    })
+    .await;
     env.start_pipeline(PipelineOptions {
         stages: vec![StageName::Verify, StageName::Prepare, StageName::Documents],
         ..PipelineOptions::default()
@@ -97,6 +102,11 @@ async fn documents_are_numbered_without_gaps_fingerprinted_and_exact() {
         json!({"net_minor": 4899, "tax_minor": 840, "gross_minor": 5739})
     );
     assert_eq!(invoice["currency"], "GBP");
+    assert_eq!(
+        invoice["seller"],
+        json!({"name": "Northern Kitchenware Ltd", "address": "1 Market Street, Leeds LS1 6DT",
+               "tax_number": "GB123456789"})
+    );
 
     let dir = std::env::temp_dir().join(format!("fulfilment-docs-{}", uuid::Uuid::new_v4()));
     let written = export::documents(&env.pool, "DOC-3", &dir).await.unwrap();
@@ -111,6 +121,15 @@ async fn documents_are_numbered_without_gaps_fingerprinted_and_exact() {
         text.contains("Total due:   57.39 GBP"),
         "the invoice PDF states the total"
     );
+    for seller in [
+        "Northern Kitchenware Ltd",
+        "VAT registration number: GB123456789",
+    ] {
+        assert!(
+            text.contains(seller),
+            "the invoice PDF names the seller: {seller}"
+        );
+    }
     std::fs::remove_dir_all(dir).unwrap();
     env.teardown().await;
 }
