@@ -434,9 +434,9 @@ async fn run_pipeline(
     outcome.and(closed)
 }
 
-/// Opens the review desk (with its own broker connection) for the API or the command line.
-async fn open_desk(settings: &Settings, pool: sqlx::PgPool) -> anyhow::Result<ReviewDesk> {
-    ReviewDesk::connect(&settings.amqp, pool).await
+/// The review desk (with its own broker connection) for the API or the command line.
+fn open_desk(settings: &Settings, pool: sqlx::PgPool) -> ReviewDesk {
+    ReviewDesk::new(&settings.amqp, pool)
 }
 
 async fn start_api(
@@ -448,7 +448,7 @@ async fn start_api(
         .await
         .with_context(|| format!("listening on review.listen {}", settings.review.listen))?;
     let state = ApiState {
-        desk: open_desk(settings, pool).await?,
+        desk: open_desk(settings, pool),
         people: Arc::new(People::from_settings(&settings.review.people)),
     };
     Ok(tokio::spawn(api::serve(listener, state, shutdown)))
@@ -472,7 +472,7 @@ async fn review(settings: &Settings, command: ReviewCommand) -> anyhow::Result<(
             .cloned()
             .with_context(|| format!("no person {name:?} in review.people"))
     };
-    let desk = open_desk(settings, pool).await?;
+    let desk = open_desk(settings, pool);
     let (resolve, resolution) = match command {
         ReviewCommand::List {
             status,

@@ -1,6 +1,7 @@
 //! Outages under a steady stream of orders: the broker stopped and started, the workers'
 //! database connections terminated, a worker process killed and restarted. After each, every
-//! submitted order reaches its final state exactly once.
+//! submitted order reaches its final state exactly once. And the review desk publishes at once
+//! again after the broker restarts.
 //!
 //! These tests stop the shared broker, so they live in their own test binary (cargo runs test
 //! binaries one after another) and take a lock so that they run one at a time.
@@ -251,4 +252,69 @@ async fn a_worker_process_is_killed_and_restarted() {
     assert_exactly_once(&env, "KIL").await;
     second.lock().await.start_kill().unwrap();
     env.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_review_desk_reconnects_after_the_broker_restarts() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut env = TestEnv::new().await;
+    env.start_pipeline(PipelineOptions::default()).await;
+    let url = env
+        .start_api(&[("Mia Chen", &["customer_service"], "tok-service")])
+        .await;
+    env.set_stock("KETTLE-STEEL", 0).await;
+    let kettle = |id: &str| {
+        helpers::order_with(
+            id,
+            vec![
+                serde_json::json!({"sku": "KETTLE-STEEL", "quantity": 1, "unit_price_minor": 3999}),
+            ],
+        )
+    };
+    env.submit(&[kettle("DESK-1"), kettle("DESK-2")]).await;
+    env.wait_cases(2).await;
+
+    retry_case_of(&env, &url, "DESK-1").await;
+    assert_eq!(retry_published_by(&env, "DESK-1").await, "handler");
+    let guard = BrokerGuard;
+    rabbitmqctl("stop_app").await;
+    rabbitmqctl("start_app").await;
+    drop(guard);
+    // The desk's first connection died with the broker; it opens a new one to publish.
+    retry_case_of(&env, &url, "DESK-2").await;
+    assert_eq!(retry_published_by(&env, "DESK-2").await, "handler");
+    env.teardown().await;
+}
+
+/// Retries the open case about `order` through the review API.
+async fn retry_case_of(env: &TestEnv, url: &str, order: &str) {
+    let id: i64 =
+        sqlx::query_scalar("SELECT id FROM review_cases WHERE order_id = $1 AND status = 'open'")
+            .bind(order)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{url}/cases/{id}/retry"))
+        .bearer_auth("tok-service")
+        .json(&serde_json::json!({"note": "stock arrived"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+}
+
+/// Who published the re-sent message for `order`: `handler` (the desk, at once) or `relay`
+/// (after the grace period, had the desk failed to).
+async fn retry_published_by(env: &TestEnv, order: &str) -> String {
+    env.wait_for("the re-sent message published", || async {
+        sqlx::query_scalar::<_, Option<String>>(
+            "SELECT sent_by FROM outbox WHERE order_id = $1 AND event_type = 'review.retry'",
+        )
+        .bind(order)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap()
+    })
+    .await
 }

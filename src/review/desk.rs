@@ -19,11 +19,12 @@ use crate::domain::events::{OrderAmended, OrderCancelled};
 use crate::domain::{Order, OrderId, OrderState};
 use crate::envelope::{DirectTarget, WireEvent};
 use crate::erasure::{self, ErasureError, ErasureSummary};
+use crate::messaging::Topology;
 use crate::messaging::inbound::ATTEMPT_HEADER;
-use crate::messaging::{self, Publisher, Topology};
 use crate::settings::AmqpSettings;
 use crate::stages::{Role, StageName};
 
+use super::link::BrokerLink;
 use super::people::Person;
 
 const SOURCE: &str = "fulfilment/review";
@@ -128,35 +129,21 @@ pub struct CaseDetail {
 #[derive(Clone)]
 pub struct ReviewDesk {
     pool: PgPool,
-    publisher: Publisher,
     topology: Topology,
-    /// The desk's own broker connection, kept open as long as the desk lives.
-    _connection: Option<Arc<lapin::Connection>>,
+    /// The desk's own broker connection, opened when a resolution is first published.
+    link: Arc<BrokerLink>,
 }
 
 impl ReviewDesk {
-    /// A desk over `pool`, publishing with `publisher` into `topology`.
-    pub fn new(pool: PgPool, publisher: Publisher, topology: Topology) -> Self {
+    /// A desk over `pool` that publishes what it resolves through its own broker connection,
+    /// opened when first needed and again whenever it has dropped. Should the broker be away,
+    /// what the desk resolves is still committed to the outbox, and the relay publishes it.
+    pub fn new(settings: &AmqpSettings, pool: PgPool) -> Self {
         Self {
             pool,
-            publisher,
-            topology,
-            _connection: None,
+            topology: Topology::new(&settings.namespace),
+            link: Arc::new(BrokerLink::new(settings)),
         }
-    }
-
-    /// A desk with its own broker connection. Should the connection fail, what the desk
-    /// resolves is still committed to the outbox, and the relay publishes it.
-    pub async fn connect(settings: &AmqpSettings, pool: PgPool) -> anyhow::Result<Self> {
-        let topology = Topology::new(&settings.namespace);
-        let connection = messaging::connect(settings, "review").await?;
-        let publisher = Publisher::open(&connection, &topology).await?;
-        Ok(Self {
-            pool,
-            publisher,
-            topology,
-            _connection: Some(Arc::new(connection)),
-        })
     }
 
     /// Cases matching `filter`, oldest first.
@@ -311,8 +298,15 @@ impl ReviewDesk {
     }
 
     async fn publish(&self, emitted: &[(i64, WireEvent)]) {
-        let published = crate::relay::publish_committed(&self.pool, &self.publisher, emitted);
+        if emitted.is_empty() {
+            return;
+        }
+        let published = async {
+            let publisher = self.link.publisher().await?;
+            crate::relay::publish_committed(&self.pool, &publisher, emitted).await
+        };
         if let Err(error) = published.await {
+            self.link.reset().await;
             tracing::warn!(error = %format!("{error:#}"), "publishing a resolution failed; the relay will");
         }
     }

@@ -105,9 +105,7 @@ impl TestEnv {
                 token_sha256: hash_token(token),
             })
             .collect();
-        let desk = ReviewDesk::connect(&self.settings.amqp, self.pool.clone())
-            .await
-            .unwrap();
+        let desk = ReviewDesk::new(&self.settings.amqp, self.pool.clone());
         let state = ApiState {
             desk,
             people: Arc::new(People::from_settings(&settings)),

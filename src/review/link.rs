@@ -1,0 +1,64 @@
+//! The review desk's own broker connection: opened when first needed, and opened again when
+//! it has dropped, so a broker restart costs the desk nothing but a reconnect. While the broker
+//! is away, resolutions are still committed to the outbox and the relay publishes them.
+
+use tokio::sync::Mutex;
+
+use crate::messaging::{self, Publisher, Topology};
+use crate::settings::AmqpSettings;
+
+/// A broker connection that reopens itself on demand.
+pub struct BrokerLink {
+    settings: AmqpSettings,
+    topology: Topology,
+    /// The open connection and its publisher, if any; the lock also keeps two callers from
+    /// reconnecting at once.
+    open: Mutex<Option<Open>>,
+}
+
+struct Open {
+    connection: lapin::Connection,
+    publisher: Publisher,
+}
+
+impl BrokerLink {
+    /// A link to the broker in `settings`; nothing is opened yet.
+    pub fn new(settings: &AmqpSettings) -> Self {
+        Self {
+            settings: settings.clone(),
+            topology: Topology::new(&settings.namespace),
+            open: Mutex::new(None),
+        }
+    }
+
+    /// A publisher on a live connection, reconnecting first if there is none.
+    pub async fn publisher(&self) -> anyhow::Result<Publisher> {
+        let mut open = self.open.lock().await;
+        if let Some(live) = open.as_ref().filter(|o| o.is_live()) {
+            return Ok(live.publisher.clone());
+        }
+        if open.is_some() {
+            tracing::info!("review desk reconnecting to the broker");
+        }
+        let connection = messaging::connect(&self.settings, "review").await?;
+        let publisher = Publisher::open(&connection, &self.topology).await?;
+        *open = Some(Open {
+            connection,
+            publisher: publisher.clone(),
+        });
+        Ok(publisher)
+    }
+
+    /// Drops the connection after a failure, so the next publish opens a new one.
+    pub async fn reset(&self) {
+        if let Some(old) = self.open.lock().await.take() {
+            let _ = old.connection.close(200, "reconnecting".into()).await;
+        }
+    }
+}
+
+impl Open {
+    fn is_live(&self) -> bool {
+        self.connection.status().connected() && self.publisher.channel().status().connected()
+    }
+}
