@@ -44,13 +44,16 @@ pub async fn lock_all(conn: &mut PgConnection, order_ids: &[&str]) -> sqlx::Resu
 }
 
 /// The end of a statement that writes an order (as `written`, returning `customer_id` and
-/// `body`): notes which products the customer has now ordered, and counts the rows written.
+/// `body`): notes which products the customer has now ordered (unless their personal data was
+/// erased), and counts the rows written.
 macro_rules! note_customer_skus {
     () => {
         "noted AS (
            INSERT INTO customer_skus (customer_id, sku)
            SELECT DISTINCT written.customer_id, line->>'sku'
            FROM written, jsonb_array_elements(written.body->'lines') AS line
+           WHERE NOT EXISTS (SELECT 1 FROM customers
+                             WHERE customer_id = written.customer_id AND erased_at IS NOT NULL)
            ON CONFLICT DO NOTHING
          )
          SELECT count(*) FROM written"

@@ -129,6 +129,12 @@ async fn erasure_removes_personal_data_everywhere_and_keeps_the_books() {
         ("customer_erased", "customer_service")
     );
     assert_eq!(state(&env.pool, "ERASE-2").await.as_deref(), Some("placed"));
+    let remembered: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM customer_skus WHERE customer_id = 'CUST-042'")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(remembered, 0, "no purchase history grows again");
 
     // Asking again finds nothing more to erase.
     let (status, again) = post(&http, &url, "/customers/CUST-042/erase", SERVICE, "again").await;
