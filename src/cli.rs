@@ -126,6 +126,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print what an operator watches: orders by state (and how long the oldest has waited),
+    /// open review cases, events not yet published, timers not yet fired, every queue's depth.
+    Overview {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure the pipeline against the broker's own ceiling: prints a table and writes a JSON
     /// report. Uses a namespace and a database of its own, removed afterwards.
     Bench(BenchArgs),
@@ -300,6 +307,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Status { order_id, json } => print_status(&settings, &order_id, json).await,
+        Command::Overview { json } => {
+            let pool = prepare_database(&settings).await?;
+            let overview = crate::overview::take(&pool, &settings.amqp).await?;
+            match json {
+                true => write_out(&to_json(&overview)?),
+                false => write_out(&overview.to_string()),
+            }
+        }
         Command::Amend { file } => {
             let orders = read_orders(&file)?;
             let client = Client::connect(&settings.amqp, "fulfilment/cli").await?;
@@ -448,8 +463,10 @@ async fn start_api(
         .await
         .with_context(|| format!("listening on review.listen {}", settings.review.listen))?;
     let state = ApiState {
-        desk: open_desk(settings, pool),
+        desk: open_desk(settings, pool.clone()),
         people: Arc::new(People::from_settings(&settings.review.people)),
+        pool,
+        amqp: settings.amqp.clone(),
     };
     Ok(tokio::spawn(api::serve(listener, state, shutdown)))
 }

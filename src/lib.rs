@@ -19,6 +19,7 @@
 //! - [`db`]: everything SQL: migrations, inbox, outbox, orders, records, review cases.
 //! - [`review`]: the human-review desk: cases, people and their authority, the HTTP API.
 //! - [`client`]: publishing into the pipeline from outside (`submit`, `confirm`).
+//! - [`overview`]: what an operator watches: orders by state, open cases, backlogs, queues.
 //! - [`status`]: an order's state and timeline. [`export`]: an order's documents as files.
 //! - [`seed`]: loading reference data from a file.
 //! - [`erasure`]: erasing a customer's personal data while the financial records stay.
@@ -38,6 +39,7 @@ pub mod envelope;
 pub mod erasure;
 pub mod export;
 pub mod messaging;
+pub mod overview;
 pub mod periodic;
 pub mod pipeline;
 pub mod relay;

@@ -157,11 +157,8 @@ async fn all_consuming(
 ) -> bool {
     for stage in StageName::ALL {
         let expected = processes * settings.amqp.consumers.of(stage);
-        match topology
-            .consumers(channel, &topology.stage_queue(stage))
-            .await
-        {
-            Ok(n) if n as usize >= expected => {}
+        match topology.counts(channel, &topology.stage_queue(stage)).await {
+            Ok(counts) if counts.consumers as usize >= expected => {}
             // Not declared yet, or not every consumer is there yet.
             _ => return false,
         }

@@ -10,6 +10,7 @@ pub mod inbox;
 pub mod ledger;
 pub mod orders;
 pub mod outbox;
+pub mod overview;
 pub mod records;
 pub mod reference;
 pub mod review;

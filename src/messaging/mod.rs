@@ -13,7 +13,7 @@ use lapin::{Connection, ConnectionProperties};
 
 pub use inbound::{Inbound, InboundStream};
 pub use publisher::{PublishError, Publisher};
-pub use topology::Topology;
+pub use topology::{QueueCounts, Topology};
 
 use crate::settings::AmqpSettings;
 

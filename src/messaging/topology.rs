@@ -142,15 +142,35 @@ impl Topology {
         Ok(())
     }
 
-    /// How many consumers `queue` has now (the queue must exist).
-    pub async fn consumers(&self, channel: &Channel, queue: &str) -> anyhow::Result<u32> {
-        Ok(look_up(channel, queue).await?.consumer_count())
+    /// How many messages wait in `queue` now and how many consumers it has (the queue must
+    /// exist). Messages delivered and not yet acknowledged are not counted as waiting.
+    pub async fn counts(&self, channel: &Channel, queue: &str) -> anyhow::Result<QueueCounts> {
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("looking up queue {queue}"))?;
+        Ok(QueueCounts {
+            queue: queue.to_owned(),
+            ready: declared.message_count(),
+            consumers: declared.consumer_count(),
+        })
     }
 
-    /// How many messages wait in `queue` now, not counting those delivered and not yet
-    /// acknowledged (the queue must exist).
-    pub async fn ready_messages(&self, channel: &Channel, queue: &str) -> anyhow::Result<u32> {
-        Ok(look_up(channel, queue).await?.message_count())
+    /// Every queue the pipeline declares: each stage's queue and delay queue, then the review
+    /// queue.
+    pub fn queues(&self) -> Vec<String> {
+        StageName::ALL
+            .into_iter()
+            .flat_map(|stage| [self.stage_queue(stage), self.retry_queue(stage)])
+            .chain([self.review_queue()])
+            .collect()
     }
 
     /// Deletes one queue of this namespace, messages and all.
@@ -164,11 +184,7 @@ impl Topology {
 
     /// Deletes every queue and the exchange of this namespace. Used to clean up after tests.
     pub async fn delete(&self, channel: &Channel) -> anyhow::Result<()> {
-        let queues = StageName::ALL
-            .into_iter()
-            .flat_map(|s| [self.stage_queue(s), self.retry_queue(s)])
-            .chain([self.review_queue()]);
-        for queue in queues {
+        for queue in self.queues() {
             channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                 .await
@@ -184,17 +200,13 @@ impl Topology {
     }
 }
 
-/// A passive declare: the queue's counts, or an error if it does not exist.
-async fn look_up(channel: &Channel, queue: &str) -> anyhow::Result<lapin::Queue> {
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .with_context(|| format!("looking up queue {queue}"))
+/// A queue's counts at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct QueueCounts {
+    /// The queue.
+    pub queue: String,
+    /// Messages waiting to be delivered.
+    pub ready: u32,
+    /// Consumers attached.
+    pub consumers: u32,
 }

@@ -4,6 +4,7 @@
 //! | method | path | body | |
 //! |---|---|---|---|
 //! | GET | `/health` | | `ok` |
+//! | GET | `/overview` | | orders by state, open cases, backlogs, queues (see [`crate::overview`]) |
 //! | GET | `/cases?status=&reason=&stage=&role=&older_than_secs=&limit=` | | cases, oldest first |
 //! | GET | `/cases/{id}` | | the case, its original message, the order's timeline, actions |
 //! | POST | `/cases/{id}/retry` | `{"note"}` | re-inject the original message |
@@ -21,10 +22,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
+use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::review::CaseFilter;
+use crate::settings::AmqpSettings;
 
 use super::{People, Person, Resolution, ReviewDesk, ReviewError};
 
@@ -35,12 +38,17 @@ pub struct ApiState {
     pub desk: ReviewDesk,
     /// Who may call.
     pub people: Arc<People>,
+    /// The database, for the overview.
+    pub pool: PgPool,
+    /// The broker, for the overview's queue counts.
+    pub amqp: AmqpSettings,
 }
 
 /// The routes.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
+        .route("/overview", get(overview))
         .route("/cases", get(list))
         .route("/cases/{id}", get(show))
         .route("/cases/{id}/{action}", post(resolve))
@@ -132,6 +140,16 @@ impl FromRequestParts<ApiState> for Caller {
             .map(Caller)
             .ok_or(ApiError::Unauthorized)
     }
+}
+
+async fn overview(
+    State(state): State<ApiState>,
+    _caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    let taken = crate::overview::take(&state.pool, &state.amqp)
+        .await
+        .map_err(ReviewError::Internal)?;
+    Ok(Json(taken))
 }
 
 async fn list(

@@ -109,6 +109,8 @@ impl TestEnv {
         let state = ApiState {
             desk,
             people: Arc::new(People::from_settings(&settings)),
+            pool: self.pool.clone(),
+            amqp: self.settings.amqp.clone(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

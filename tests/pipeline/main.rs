@@ -11,6 +11,7 @@ mod erasure;
 mod failures;
 mod helpers;
 mod integration_examples;
+mod overview;
 mod revenue;
 mod review;
 mod stock;

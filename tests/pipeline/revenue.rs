@@ -278,8 +278,8 @@ async fn a_payment_captured_before_its_order_waits_for_the_order() {
     let queue = env.topology.stage_queue(StageName::Revenue);
     let channel = env.client.connection().create_channel().await.unwrap();
     env.wait_for("revenue to take the payment", || async {
-        let ready = env.topology.ready_messages(&channel, &queue).await.unwrap();
-        (ready == 0).then_some(())
+        let counts = env.topology.counts(&channel, &queue).await.unwrap();
+        (counts.ready == 0).then_some(())
     })
     .await;
 
