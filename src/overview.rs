@@ -74,6 +74,7 @@ async fn queues(amqp: &AmqpSettings) -> anyhow::Result<Vec<QueueCounts>> {
     for queue in topology.queues() {
         counts.push(topology.counts(&channel, &queue).await?);
     }
+    let _ = messaging::close_channel(&channel).await;
     let _ = connection.close(200, "done".into()).await;
     Ok(counts)
 }

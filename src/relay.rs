@@ -25,10 +25,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let interval = Duration::from_millis(settings.interval_ms);
-    crate::periodic::every(interval, &publisher, &shutdown, "relay", || {
+    let ran = crate::periodic::every(interval, &publisher, &shutdown, "relay", || {
         relay_once(&pool, &publisher, &settings)
     })
-    .await
+    .await;
+    let _ = publisher.close().await;
+    ran
 }
 
 /// Publishes outbox rows just committed by their writer (a stage, the scheduler, the review desk)

@@ -30,10 +30,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let interval = Duration::from_millis(settings.interval_ms);
-    crate::periodic::every(interval, &publisher, &shutdown, "scheduler", || {
+    let ran = crate::periodic::every(interval, &publisher, &shutdown, "scheduler", || {
         fire_due(&pool, &publisher)
     })
-    .await
+    .await;
+    let _ = publisher.close().await;
+    ran
 }
 
 /// One pass: fires up to a batch of due timers. Returns how many fired.

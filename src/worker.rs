@@ -192,7 +192,7 @@ impl Worker {
     }
 
     /// Handles deliveries until `shutdown` is cancelled, then finishes the one in hand, stops
-    /// consuming and closes its channel (unacknowledged deliveries return to the queue).
+    /// consuming and closes its channels (unacknowledged deliveries return to the queue).
     pub async fn run(
         mut self,
         mut stream: InboundStream,
@@ -214,10 +214,12 @@ impl Worker {
             };
             if let Err(error) = self.process_batch(batch).await {
                 let _ = stream.close().await;
+                let _ = self.publisher.close().await;
                 return Err(error);
             }
         }
         stream.close().await?;
+        self.publisher.close().await?;
         Ok(())
     }
 

@@ -50,7 +50,11 @@ async fn a_short_bench_run_completes_every_phase_and_writes_its_report() {
     assert_eq!(report["machine"]["synchronous_commit"], "on");
     assert!(report["machine"]["cores"].as_u64().unwrap() >= 1);
     assert_eq!(report["targets"].as_array().unwrap().len(), 3);
-    assert!(dir.join("worker-0.log").exists());
+    let log = std::fs::read_to_string(dir.join("worker-0.log")).expect("the worker's log");
+    assert!(log.contains("pipeline running"), "{log}");
+    // Plain text (no colour codes in a file), and a clean start and stop: nothing at ERROR.
+    assert!(!log.contains('\u{1b}'), "{log}");
+    assert!(!log.contains(" ERROR "), "{log}");
 
     // The run removed its database.
     let settings = Settings::load().unwrap();

@@ -219,43 +219,18 @@ impl InboundStream {
 
     /// Stops taking deliveries and closes the channel; unacknowledged ones go back to the queue.
     /// A channel the broker or lapin is already closing is left to finish closing. Each step
-    /// waits at most [`CLOSE_TIMEOUT`]: a broker that does not answer cannot hold up a shutdown.
+    /// waits at most [`super::CLOSE_TIMEOUT`]: a broker that does not answer cannot hold up a
+    /// shutdown.
     pub async fn close(self) -> anyhow::Result<()> {
         if self.channel.status().connected() {
             let cancel = self
                 .channel
                 .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default());
-            tokio::time::timeout(CLOSE_TIMEOUT, cancel)
+            tokio::time::timeout(super::CLOSE_TIMEOUT, cancel)
                 .await
                 .context("cancelling the consumer timed out")?
                 .context("cancelling the consumer")?;
         }
-        if self.channel.status().connected() {
-            let close = self.channel.close(200, "shutting down".into());
-            match tokio::time::timeout(CLOSE_TIMEOUT, close)
-                .await
-                .context("closing the channel timed out")?
-            {
-                Ok(()) => {}
-                Err(e) if already_closing(&e) => {}
-                Err(e) => return Err(anyhow::Error::new(e).context("closing the channel")),
-            }
-        }
-        Ok(())
+        super::close_channel(&self.channel).await
     }
-}
-
-/// The longest a consumer waits for the broker while closing.
-pub const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Whether an error only says the channel is already closing or closed (lapin closes a channel
-/// by itself when the last handle to it is dropped).
-fn already_closing(error: &lapin::Error) -> bool {
-    matches!(
-        error.kind(),
-        lapin::ErrorKind::InvalidChannelState(
-            lapin::ChannelState::Closing | lapin::ChannelState::Closed,
-            _
-        )
-    )
 }

@@ -9,7 +9,7 @@ pub mod publisher;
 pub mod topology;
 
 use anyhow::Context;
-use lapin::{Connection, ConnectionProperties};
+use lapin::{Channel, Connection, ConnectionProperties};
 
 pub use inbound::{Inbound, InboundStream};
 pub use publisher::{PublishError, Publisher};
@@ -24,4 +24,38 @@ pub async fn connect(settings: &AmqpSettings, name: &str) -> anyhow::Result<Conn
     Connection::connect(settings.url.expose(), properties)
         .await
         .with_context(|| format!("connecting to {}", settings.url))
+}
+
+/// How long each step of closing a channel may take: a broker that does not answer cannot hold
+/// up a shutdown.
+pub const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Closes `channel` and waits for the broker to confirm, at most [`CLOSE_TIMEOUT`]. A channel
+/// already closing or closed is left to finish. Closing every channel before its connection keeps
+/// lapin from closing a dropped one behind the connection's back (which it reports as an error).
+pub async fn close_channel(channel: &Channel) -> anyhow::Result<()> {
+    if !channel.status().connected() {
+        return Ok(());
+    }
+    let close = channel.close(200, "closing".into());
+    match tokio::time::timeout(CLOSE_TIMEOUT, close)
+        .await
+        .context("closing the channel timed out")?
+    {
+        Ok(()) => Ok(()),
+        Err(e) if already_closing(&e) => Ok(()),
+        Err(e) => Err(anyhow::Error::new(e).context("closing the channel")),
+    }
+}
+
+/// Whether an error only says the channel is already closing or closed (lapin closes a channel
+/// by itself when the last handle to it is dropped).
+fn already_closing(error: &lapin::Error) -> bool {
+    matches!(
+        error.kind(),
+        lapin::ErrorKind::InvalidChannelState(
+            lapin::ChannelState::Closing | lapin::ChannelState::Closed,
+            _
+        )
+    )
 }

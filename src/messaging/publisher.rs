@@ -53,6 +53,11 @@ impl Publisher {
         &self.channel
     }
 
+    /// Closes the publisher's channel (see [`super::close_channel`]); every clone shares it.
+    pub async fn close(&self) -> anyhow::Result<()> {
+        super::close_channel(&self.channel).await
+    }
+
     /// Publishes every event, then waits for all their confirms (pipelined, not one by one).
     /// With `mandatory`, an event that matches no queue is an error.
     pub async fn publish_all(
