@@ -130,6 +130,97 @@ impl fmt::Display for Overview {
     }
 }
 
+impl Overview {
+    /// The overview in Prometheus' text exposition format: gauges named `fulfilment_...`, ages in
+    /// seconds.
+    pub fn prometheus(&self) -> String {
+        let mut out = Metrics::default();
+        let age = |since: DateTime<Utc>| (self.at - since).num_milliseconds() as f64 / 1000.0;
+        out.gauge("orders", "Orders in each state.");
+        for s in &self.orders {
+            out.sample(&[("state", &s.state)], s.orders as f64);
+        }
+        out.gauge(
+            "orders_oldest_age_seconds",
+            "How long the order longest in each state has been there.",
+        );
+        for s in &self.orders {
+            out.sample(&[("state", &s.state)], age(s.oldest_since));
+        }
+        out.gauge("review_cases_open", "Open review cases by reason and role.");
+        for c in &self.open_cases {
+            let labels = [("reason", c.reason.as_str()), ("role", &c.required_role)];
+            out.sample(&labels, c.cases as f64);
+        }
+        out.gauge("outbox_unsent", "Events committed and not yet published.");
+        out.sample(&[], self.outbox.unsent as f64);
+        out.gauge("timers_pending", "Deadlines not yet fired.");
+        out.sample(&[], self.timers.pending as f64);
+        out.gauge(
+            "timers_overdue",
+            "Deadlines over a minute past due and not fired.",
+        );
+        out.sample(&[], self.timers.overdue as f64);
+        out.gauge("queue_ready", "Messages waiting in each queue.");
+        for q in &self.queues {
+            out.sample(&[("queue", &q.queue)], f64::from(q.ready));
+        }
+        out.gauge("queue_consumers", "Consumers of each queue.");
+        for q in &self.queues {
+            out.sample(&[("queue", &q.queue)], f64::from(q.consumers));
+        }
+        out.gauge(
+            "broker_up",
+            "1 if the broker answered the overview, else 0.",
+        );
+        out.sample(
+            &[],
+            if self.broker_error.is_none() {
+                1.0
+            } else {
+                0.0
+            },
+        );
+        out.text
+    }
+}
+
+/// Text in Prometheus' exposition format, one gauge after another.
+#[derive(Default)]
+struct Metrics {
+    text: String,
+    name: String,
+}
+
+impl Metrics {
+    fn gauge(&mut self, name: &str, help: &str) {
+        use std::fmt::Write;
+        self.name = format!("fulfilment_{name}");
+        let _ = writeln!(self.text, "# HELP {} {help}", self.name);
+        let _ = writeln!(self.text, "# TYPE {} gauge", self.name);
+    }
+
+    fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
+        use std::fmt::Write;
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+            .collect();
+        let labels = match labels.is_empty() {
+            true => String::new(),
+            false => format!("{{{}}}", labels.join(",")),
+        };
+        let _ = writeln!(self.text, "{}{labels} {value}", self.name);
+    }
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// A duration as the two largest units, such as `2d 4h`, `3m 10s` or `0s`.
 fn short_duration(d: chrono::Duration) -> String {
     let secs = d.num_seconds().max(0);
@@ -166,6 +257,55 @@ mod tests {
         assert_eq!(d(190), "3m 10s");
         assert_eq!(d(2 * 86_400 + 4 * 3_600 + 7), "2d 4h");
         assert_eq!(d(3_600 + 5), "1h");
+    }
+
+    #[test]
+    fn the_prometheus_text_has_one_sample_per_state_case_and_queue() {
+        let at = Utc::now();
+        let overview = Overview {
+            at,
+            orders: vec![StateCount {
+                state: "placed".into(),
+                orders: 3,
+                oldest_since: at - chrono::Duration::seconds(90),
+            }],
+            open_cases: vec![CaseCount {
+                reason: "out_of_stock".into(),
+                required_role: "customer_service".into(),
+                cases: 2,
+                oldest_opened_at: at,
+            }],
+            outbox: OutboxBacklog {
+                unsent: 0,
+                oldest_unsent_at: None,
+            },
+            timers: TimerBacklog {
+                pending: 4,
+                overdue: 0,
+                next_due_at: None,
+            },
+            queues: vec![QueueCounts {
+                queue: "shop.verify".into(),
+                ready: 7,
+                consumers: 1,
+            }],
+            broker_error: None,
+        };
+        let text = overview.prometheus();
+        for line in [
+            "# TYPE fulfilment_orders gauge",
+            "fulfilment_orders{state=\"placed\"} 3",
+            "fulfilment_orders_oldest_age_seconds{state=\"placed\"} 90",
+            "fulfilment_review_cases_open{reason=\"out_of_stock\",role=\"customer_service\"} 2",
+            "fulfilment_outbox_unsent 0",
+            "fulfilment_timers_pending 4",
+            "fulfilment_queue_ready{queue=\"shop.verify\"} 7",
+            "fulfilment_queue_consumers{queue=\"shop.verify\"} 1",
+            "fulfilment_broker_up 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 
     #[test]

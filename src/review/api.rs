@@ -5,6 +5,7 @@
 //! |---|---|---|---|
 //! | GET | `/health` | | `ok` |
 //! | GET | `/overview` | | orders by state, open cases, backlogs, queues (see [`crate::overview`]) |
+//! | GET | `/metrics` | | the same as Prometheus gauges |
 //! | GET | `/cases?status=&reason=&stage=&role=&older_than_secs=&limit=` | | cases, oldest first |
 //! | GET | `/cases/{id}` | | the case, its original message, the order's timeline, actions |
 //! | POST | `/cases/{id}/retry` | `{"note"}` | re-inject the original message |
@@ -49,6 +50,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/overview", get(overview))
+        .route("/metrics", get(metrics))
         .route("/cases", get(list))
         .route("/cases/{id}", get(show))
         .route("/cases/{id}/{action}", post(resolve))
@@ -150,6 +152,17 @@ async fn overview(
         .await
         .map_err(ReviewError::Internal)?;
     Ok(Json(taken))
+}
+
+async fn metrics(
+    State(state): State<ApiState>,
+    _caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    let taken = crate::overview::take(&state.pool, &state.amqp)
+        .await
+        .map_err(ReviewError::Internal)?;
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    Ok(([(header::CONTENT_TYPE, content_type)], taken.prometheus()))
 }
 
 async fn list(

@@ -1,4 +1,5 @@
-//! The operator's overview over HTTP: orders by state, open cases, the outbox, every queue.
+//! The operator's overview over HTTP, as JSON and as Prometheus gauges: orders by state, open
+//! cases, the outbox, every queue.
 
 use fulfilment::pipeline::PipelineOptions;
 use reqwest::StatusCode;
@@ -85,6 +86,22 @@ async fn the_overview_counts_orders_cases_backlogs_and_queues() {
         (&json!(0), &json!(1))
     );
     assert!(overview.get("broker_error").is_none());
+
+    let metrics = http
+        .get(format!("{url}/metrics"))
+        .bearer_auth("tok-ops")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let text = metrics.text().await.unwrap();
+    for line in [
+        "fulfilment_orders{state=\"completed\"} 1",
+        "fulfilment_review_cases_open{reason=\"out_of_stock\",role=\"customer_service\"} 1",
+        "fulfilment_broker_up 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
     env.teardown().await;
 }
 
