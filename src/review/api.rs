@@ -148,21 +148,22 @@ async fn overview(
     State(state): State<ApiState>,
     _caller: Caller,
 ) -> Result<impl IntoResponse, ApiError> {
-    let taken = crate::overview::take(&state.pool, &state.amqp)
-        .await
-        .map_err(ReviewError::Internal)?;
-    Ok(Json(taken))
+    Ok(Json(take_overview(&state).await?))
 }
 
 async fn metrics(
     State(state): State<ApiState>,
     _caller: Caller,
 ) -> Result<impl IntoResponse, ApiError> {
-    let taken = crate::overview::take(&state.pool, &state.amqp)
-        .await
-        .map_err(ReviewError::Internal)?;
+    let text = take_overview(&state).await?.prometheus();
     let content_type = "text/plain; version=0.0.4; charset=utf-8";
-    Ok(([(header::CONTENT_TYPE, content_type)], taken.prometheus()))
+    Ok(([(header::CONTENT_TYPE, content_type)], text))
+}
+
+async fn take_overview(state: &ApiState) -> Result<crate::overview::Overview, ApiError> {
+    crate::overview::take(&state.pool, &state.amqp)
+        .await
+        .map_err(|e| ReviewError::Internal(e).into())
 }
 
 async fn list(
