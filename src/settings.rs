@@ -142,6 +142,9 @@ impl StageConsumers {
 pub struct RetrySettings {
     /// Attempts before a message goes to review.
     pub max_attempts: u32,
+    /// Attempts at an event that came before what it needs (a payment before its order) before
+    /// it goes to review; more than `max_attempts`, since the wait is expected.
+    pub too_early_max_attempts: u32,
     /// Delay before the second attempt, in milliseconds.
     pub base_delay_ms: u64,
     /// The longest delay, in milliseconds.
@@ -401,6 +404,15 @@ impl Settings {
             return invalid(
                 "amqp.transactions_per_batch",
                 "a number of transactions, at least 1",
+            );
+        }
+        if self.retry.max_attempts == 0 {
+            return invalid("retry.max_attempts", "a number of attempts, at least 1");
+        }
+        if self.retry.too_early_max_attempts == 0 {
+            return invalid(
+                "retry.too_early_max_attempts",
+                "a number of attempts, at least 1",
             );
         }
         for (stage, key) in StageName::ALL.into_iter().zip(CONSUMER_KEYS) {

@@ -361,7 +361,11 @@ impl Worker {
         }
         let attempt = inbound.attempt();
         let too_early = error.downcast_ref::<TooEarly>();
-        if attempt >= self.policy.retry.max_attempts {
+        let max_attempts = match too_early {
+            Some(_) => self.policy.retry.too_early_max_attempts,
+            None => self.policy.retry.max_attempts,
+        };
+        if attempt >= max_attempts {
             let exhausted = match too_early {
                 Some(early) => early.if_never.clone(),
                 None => Escalation::new(

@@ -265,7 +265,7 @@ async fn a_payment_captured_before_its_order_waits_for_the_order() {
     let mut env = TestEnv::with(|s| {
         s.retry.base_delay_ms = 200;
         s.retry.max_delay_ms = 2000;
-        s.retry.max_attempts = 8;
+        s.retry.too_early_max_attempts = 8;
     })
     .await;
     // Only revenue runs at first, so the payment is certainly handled before its order exists.
@@ -323,7 +323,8 @@ async fn a_payment_captured_before_its_order_waits_for_the_order() {
 async fn a_payment_for_an_order_that_never_comes_goes_to_finance() {
     let mut env = TestEnv::with(|s| {
         s.retry.base_delay_ms = 50;
-        s.retry.max_attempts = 3;
+        s.retry.max_attempts = 1;
+        s.retry.too_early_max_attempts = 3;
     })
     .await;
     env.start_pipeline(PipelineOptions::default()).await;
@@ -341,5 +342,13 @@ async fn a_payment_for_an_order_that_never_comes_goes_to_finance() {
         detail,
         "payment PAY-NEVER-1 of 5.00 GBP names order NEVER-1, which never reached the pipeline"
     );
+    // It had the attempts of a payment that is early, not those of a transient failure.
+    let attempts: serde_json::Value = sqlx::query_scalar(
+        "SELECT original_properties->'headers'->'x-fulfilment-attempt' FROM review_cases",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(attempts, json!({"LongUInt": 3}));
     env.teardown().await;
 }
