@@ -18,7 +18,6 @@ use crate::review::{People, Resolution, ReviewDesk};
 use crate::settings::Settings;
 use crate::stages::StageName;
 use crate::{export, seed, status, telemetry};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// An order-fulfilment pipeline on RabbitMQ and Postgres.
@@ -462,12 +461,8 @@ async fn start_api(
     let listener = tokio::net::TcpListener::bind(&settings.review.listen)
         .await
         .with_context(|| format!("listening on review.listen {}", settings.review.listen))?;
-    let state = ApiState {
-        desk: open_desk(settings, pool.clone()),
-        people: Arc::new(People::from_settings(&settings.review.people)),
-        pool,
-        amqp: settings.amqp.clone(),
-    };
+    let people = People::from_settings(&settings.review.people);
+    let state = ApiState::new(&settings.amqp, pool, people);
     Ok(tokio::spawn(api::serve(listener, state, shutdown)))
 }
 
@@ -575,18 +570,8 @@ pub fn read_orders(path: &Path) -> anyhow::Result<Vec<Order>> {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let value: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    let items = match value {
-        serde_json::Value::Array(items) => items,
-        single => vec![single],
-    };
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| {
-            serde_json::from_value(item)
-                .with_context(|| format!("{}: order #{} is invalid", path.display(), i + 1))
-        })
-        .collect()
+    crate::intake::orders_from_json(value)
+        .map_err(|problem| anyhow::anyhow!("{}: {problem}", path.display()))
 }
 
 async fn submit(settings: &Settings, file: &Path) -> anyhow::Result<()> {

@@ -43,14 +43,7 @@ impl Client {
 
     /// Publishes each order as `order.amended` (each must carry a higher version).
     pub async fn amend(&self, orders: &[Order]) -> anyhow::Result<Vec<String>> {
-        let amended: Vec<OrderAmended> = orders
-            .iter()
-            .cloned()
-            .map(|order| OrderAmended {
-                order_id: order.order_id.clone(),
-                order,
-            })
-            .collect();
+        let amended: Vec<OrderAmended> = orders.iter().cloned().map(OrderAmended::new).collect();
         self.publish(&amended).await
     }
 

@@ -19,6 +19,7 @@
 //! - [`db`]: everything SQL: migrations, inbox, outbox, orders, records, review cases.
 //! - [`review`]: the human-review desk: cases, people and their authority, the HTTP API.
 //! - [`client`]: publishing into the pipeline from outside (`submit`, `confirm`).
+//! - [`intake`]: the same over HTTP, for systems that do not speak AMQP.
 //! - [`overview`]: what an operator watches: orders by state, open cases, backlogs, queues.
 //! - [`status`]: an order's state and timeline. [`export`]: an order's documents as files.
 //! - [`seed`]: loading reference data from a file.
@@ -38,6 +39,7 @@ pub mod domain;
 pub mod envelope;
 pub mod erasure;
 pub mod export;
+pub mod intake;
 pub mod messaging;
 pub mod overview;
 pub mod periodic;

@@ -177,6 +177,16 @@ pub struct OrderAmended {
 }
 payload!(OrderAmended, EventType::OrderAmended);
 
+impl OrderAmended {
+    /// Wraps a changed order.
+    pub fn new(order: Order) -> Self {
+        Self {
+            order_id: order.order_id.clone(),
+            order,
+        }
+    }
+}
+
 /// `order.verified`: the order matches the internal records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrderVerified {

@@ -13,6 +13,8 @@
 //! | POST | `/cases/{id}/cancel` | `{"note"}` | cancel and compensate |
 //! | POST | `/cases/{id}/close` | `{"note"}` | resolved outside the pipeline |
 //! | POST | `/customers/{id}/erase` | `{"note"}` | erase the customer's personal data (role `customer_service`) |
+//!
+//! The same server takes orders, amendments, answers and payments: see [`crate::intake`].
 
 use std::sync::Arc;
 
@@ -28,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::review::CaseFilter;
+use crate::intake::Intake;
 use crate::settings::AmqpSettings;
 
 use super::{People, Person, Resolution, ReviewDesk, ReviewError};
@@ -43,6 +46,23 @@ pub struct ApiState {
     pub pool: PgPool,
     /// The broker, for the overview's queue counts.
     pub amqp: AmqpSettings,
+    /// Publishes what systems send to the intake routes.
+    pub intake: Intake,
+}
+
+impl ApiState {
+    /// The state for the API over `pool`, its desk and intake sharing one broker connection.
+    pub fn new(amqp: &AmqpSettings, pool: PgPool, people: People) -> Self {
+        let desk = ReviewDesk::new(amqp, pool.clone());
+        let intake = Intake::new(desk.link());
+        Self {
+            desk,
+            people: Arc::new(people),
+            pool,
+            amqp: amqp.clone(),
+            intake,
+        }
+    }
 }
 
 /// The routes.
@@ -55,6 +75,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/cases/{id}", get(show))
         .route("/cases/{id}/{action}", post(resolve))
         .route("/customers/{id}/erase", post(erase))
+        .merge(crate::intake::routes())
         .with_state(state)
 }
 
@@ -78,6 +99,8 @@ pub enum ApiError {
     Unauthorized,
     /// The desk refused.
     Review(ReviewError),
+    /// The broker did not take the message; the caller should send it again.
+    Unavailable(anyhow::Error),
 }
 
 impl From<ReviewError> for ApiError {
@@ -97,6 +120,11 @@ impl IntoResponse for ApiError {
                     body,
                 )
                     .into_response();
+            }
+            ApiError::Unavailable(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "intake could not publish");
+                let message = "the broker did not take the message; send it again";
+                (StatusCode::SERVICE_UNAVAILABLE, message.to_owned())
             }
             ApiError::Review(e) => match &e {
                 ReviewError::NotFound(_) | ReviewError::UnknownCustomer(_) => {

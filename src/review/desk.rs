@@ -146,6 +146,11 @@ impl ReviewDesk {
         }
     }
 
+    /// The desk's broker connection, to share with the intake.
+    pub fn link(&self) -> Arc<BrokerLink> {
+        self.link.clone()
+    }
+
     /// Cases matching `filter`, oldest first.
     pub async fn list(&self, filter: &CaseFilter) -> Result<Vec<CaseRow>, ReviewError> {
         let mut conn = self.pool.acquire().await?;

@@ -1,9 +1,11 @@
-//! The review desk's own broker connection: opened when first needed, and opened again when
-//! it has dropped, so a broker restart costs the desk nothing but a reconnect. While the broker
-//! is away, resolutions are still committed to the outbox and the relay publishes them.
+//! The HTTP API's own broker connection (for the review desk and the intake): opened when first
+//! needed, and opened again when it has dropped, so a broker restart costs nothing but a
+//! reconnect. While the broker is away, resolutions are still committed to the outbox and the
+//! relay publishes them; the intake answers that it could not take the message.
 
 use tokio::sync::Mutex;
 
+use crate::envelope::WireEvent;
 use crate::messaging::{self, Publisher, Topology};
 use crate::settings::AmqpSettings;
 
@@ -42,11 +44,31 @@ impl BrokerLink {
         }
         let connection = messaging::connect(&self.settings, "review").await?;
         let publisher = Publisher::open(&connection, &self.topology).await?;
+        // Declaring is idempotent; it keeps what is published routable even if no worker has
+        // ever started.
+        self.topology.declare(publisher.channel()).await?;
         *open = Some(Open {
             connection,
             publisher: publisher.clone(),
         });
         Ok(publisher)
+    }
+
+    /// Publishes `events` to the exchange, each of which must reach a queue, and waits for the
+    /// broker's confirms; after a failure the next call opens a new connection.
+    pub async fn publish(&self, events: &[WireEvent]) -> anyhow::Result<()> {
+        let published = async {
+            let publisher = self.publisher().await?;
+            for chunk in events.chunks(500) {
+                publisher.publish_all(chunk, true).await?;
+            }
+            anyhow::Ok(())
+        };
+        let result = published.await;
+        if result.is_err() {
+            self.reset().await;
+        }
+        result
     }
 
     /// Drops the connection after a failure, so the next publish opens a new one.

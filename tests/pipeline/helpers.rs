@@ -16,9 +16,9 @@ use fulfilment::domain::events::{ConfirmationOutcome, CustomerConfirmation, Orde
 use fulfilment::envelope::Envelope;
 use fulfilment::messaging::{self, InboundStream, Topology};
 use fulfilment::pipeline::{Pipeline, PipelineOptions};
+use fulfilment::review::People;
 use fulfilment::review::api::{self, ApiState};
 use fulfilment::review::people::hash_token;
-use fulfilment::review::{People, ReviewDesk};
 use fulfilment::settings::{PersonSettings, SecretUrl, Settings};
 use fulfilment::{db, seed};
 use sqlx::PgPool;
@@ -105,13 +105,8 @@ impl TestEnv {
                 token_sha256: hash_token(token),
             })
             .collect();
-        let desk = ReviewDesk::new(&self.settings.amqp, self.pool.clone());
-        let state = ApiState {
-            desk,
-            people: Arc::new(People::from_settings(&settings)),
-            pool: self.pool.clone(),
-            amqp: self.settings.amqp.clone(),
-        };
+        let people = People::from_settings(&settings);
+        let state = ApiState::new(&self.settings.amqp, self.pool.clone(), people);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let token = tokio_util::sync::CancellationToken::new();

@@ -10,6 +10,7 @@ mod end_to_end;
 mod erasure;
 mod failures;
 mod helpers;
+mod intake;
 mod integration_examples;
 mod overview;
 mod revenue;
