@@ -27,9 +27,9 @@ use serde_json::Value;
 use crate::domain::events::{CustomerConfirmation, OrderAmended, OrderPlaced, PaymentCaptured};
 use crate::domain::{EventPayload, Order};
 use crate::envelope::WireEvent;
-use crate::review::ReviewError;
 use crate::review::api::{ApiError, ApiState, Caller};
 use crate::review::link::BrokerLink;
+use crate::review::{Person, ReviewError};
 
 /// The role a caller needs to publish into the pipeline.
 pub const INTAKE_ROLE: &str = "intake";
@@ -104,10 +104,7 @@ async fn place(
     Caller(person): Caller,
     Json(body): Json<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
-    may_publish(&person)?;
-    let orders = orders_from_json(body).map_err(ReviewError::Invalid)?;
-    let placed: Vec<OrderPlaced> = orders.into_iter().map(OrderPlaced::new).collect();
-    accepted(&state, &placed).await
+    publish_orders(&state, &person, body, OrderPlaced::new).await
 }
 
 async fn amend(
@@ -115,10 +112,20 @@ async fn amend(
     Caller(person): Caller,
     Json(body): Json<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
-    may_publish(&person)?;
+    publish_orders(&state, &person, body, OrderAmended::new).await
+}
+
+/// Checks every order in `body`, then publishes each as `wrap` makes it.
+async fn publish_orders<P: EventPayload>(
+    state: &ApiState,
+    person: &Person,
+    body: Value,
+    wrap: fn(Order) -> P,
+) -> Result<impl IntoResponse + use<P>, ApiError> {
+    may_publish(person)?;
     let orders = orders_from_json(body).map_err(ReviewError::Invalid)?;
-    let amended: Vec<OrderAmended> = orders.into_iter().map(OrderAmended::new).collect();
-    accepted(&state, &amended).await
+    let payloads: Vec<P> = orders.into_iter().map(wrap).collect();
+    accepted(state, &payloads).await
 }
 
 async fn confirm(
@@ -145,7 +152,7 @@ async fn pay(
     accepted(&state, &[payment]).await
 }
 
-fn may_publish(person: &crate::review::Person) -> Result<(), ApiError> {
+fn may_publish(person: &Person) -> Result<(), ApiError> {
     match person.roles.iter().any(|r| r == INTAKE_ROLE) {
         true => Ok(()),
         false => Err(ReviewError::NotAuthorised {
