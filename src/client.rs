@@ -81,13 +81,10 @@ impl Client {
 
     /// Publishes already-encoded events and waits for confirms.
     pub async fn publish_raw(&self, events: &[WireEvent]) -> anyhow::Result<()> {
-        for chunk in events.chunks(500) {
-            self.publisher
-                .publish_all(chunk, true)
-                .await
-                .context("publishing")?;
-        }
-        Ok(())
+        self.publisher
+            .publish_routed(events)
+            .await
+            .context("publishing")
     }
 
     /// The underlying connection, for tools that need their own channels.

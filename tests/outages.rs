@@ -294,14 +294,10 @@ async fn retry_case_of(env: &TestEnv, url: &str, order: &str) {
             .fetch_one(&env.pool)
             .await
             .unwrap();
-    let response = reqwest::Client::new()
-        .post(format!("{url}/cases/{id}/retry"))
-        .bearer_auth("tok-service")
-        .json(&serde_json::json!({"note": "stock arrived"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let note = serde_json::json!({"note": "stock arrived"});
+    let retry = format!("{url}/cases/{id}/retry");
+    let (status, body) = helpers::post(&reqwest::Client::new(), retry, "tok-service", note).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
 }
 
 /// Who published the re-sent message for `order`: `handler` (the desk, at once) or `relay`

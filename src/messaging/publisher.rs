@@ -58,6 +58,15 @@ impl Publisher {
         super::close_channel(&self.channel).await
     }
 
+    /// Publishes events from outside the pipeline, each of which must reach a queue, in rounds
+    /// of at most 500 unconfirmed at once, waiting for each round's confirms.
+    pub async fn publish_routed(&self, events: &[WireEvent]) -> Result<(), PublishError> {
+        for chunk in events.chunks(500) {
+            self.publish_all(chunk, true).await?;
+        }
+        Ok(())
+    }
+
     /// Publishes every event, then waits for all their confirms (pipelined, not one by one).
     /// With `mandatory`, an event that matches no queue is an error.
     pub async fn publish_all(

@@ -200,9 +200,7 @@ impl ReviewDesk {
                 required: Role::CustomerService.as_str(),
             });
         }
-        if note.trim().is_empty() {
-            return Err(ReviewError::Invalid("a note saying why is required".into()));
-        }
+        require_note(note)?;
         erasure::erase_customer(&self.pool, customer_id, &person.name, note)
             .await
             .map_err(|e| match e {
@@ -229,9 +227,7 @@ impl ReviewDesk {
                 required: case.required_role,
             });
         }
-        if note.trim().is_empty() {
-            return Err(ReviewError::Invalid("a note saying why is required".into()));
-        }
+        require_note(note)?;
         if let Some(order) = &case.order_id {
             db::orders::lock(&mut tx, order).await?;
         }
@@ -314,6 +310,14 @@ impl ReviewDesk {
             self.link.reset().await;
             tracing::warn!(error = %format!("{error:#}"), "publishing a resolution failed; the relay will");
         }
+    }
+}
+
+/// Every action a person takes needs a note saying why.
+fn require_note(note: &str) -> Result<(), ReviewError> {
+    match note.trim().is_empty() {
+        true => Err(ReviewError::Invalid("a note saying why is required".into())),
+        false => Ok(()),
     }
 }
 

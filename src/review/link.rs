@@ -59,10 +59,7 @@ impl BrokerLink {
     pub async fn publish(&self, events: &[WireEvent]) -> anyhow::Result<()> {
         let published = async {
             let publisher = self.publisher().await?;
-            for chunk in events.chunks(500) {
-                publisher.publish_all(chunk, true).await?;
-            }
-            anyhow::Ok(())
+            anyhow::Ok(publisher.publish_routed(events).await?)
         };
         let result = published.await;
         if result.is_err() {

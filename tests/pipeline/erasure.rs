@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{TestEnv, order_with, state};
+use crate::helpers::{TestEnv, order_with, post, state};
 
 const SERVICE: &str = "tok-service";
 const FINANCE: &str = "tok-finance";
@@ -48,7 +48,7 @@ async fn erasure_removes_personal_data_everywhere_and_keeps_the_books() {
         .unwrap();
     env.wait_cases(1).await;
     // A retry re-sends the complaint through the outbox, so a copy of the words is there too.
-    let (status, body) = post(&http, &url, "/cases/1/retry", SERVICE, "call back").await;
+    let (status, body) = post_note(&http, &url, "/cases/1/retry", SERVICE, "call back").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     env.wait_cases(2).await;
     env.client
@@ -79,13 +79,14 @@ async fn erasure_removes_personal_data_everywhere_and_keeps_the_books() {
     }
     let books_before = books(&env.pool).await;
 
-    let (status, _) = post(&http, &url, "/customers/CUST-042/erase", FINANCE, "asked").await;
+    let (status, _) = post_note(&http, &url, "/customers/CUST-042/erase", FINANCE, "asked").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = post(&http, &url, "/customers/CUST-042/erase", SERVICE, " ").await;
+    let (status, _) = post_note(&http, &url, "/customers/CUST-042/erase", SERVICE, " ").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let (status, _) = post(&http, &url, "/customers/CUST-999/erase", SERVICE, "asked").await;
+    let (status, _) = post_note(&http, &url, "/customers/CUST-999/erase", SERVICE, "asked").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, summary) = post(&http, &url, "/customers/CUST-042/erase", SERVICE, "req 17").await;
+    let (status, summary) =
+        post_note(&http, &url, "/customers/CUST-042/erase", SERVICE, "req 17").await;
     assert_eq!(status, StatusCode::OK, "{summary}");
     assert_eq!(summary["customer_record"], true);
     assert_eq!(summary["orders_kept"], 1);
@@ -137,7 +138,8 @@ async fn erasure_removes_personal_data_everywhere_and_keeps_the_books() {
     assert_eq!(remembered, 0, "no purchase history grows again");
 
     // Asking again finds nothing more to erase.
-    let (status, again) = post(&http, &url, "/customers/CUST-042/erase", SERVICE, "again").await;
+    let (status, again) =
+        post_note(&http, &url, "/customers/CUST-042/erase", SERVICE, "again").await;
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(
         [&again["answers_cleared"], &again["review_cases_cleared"]],
@@ -147,22 +149,15 @@ async fn erasure_removes_personal_data_everywhere_and_keeps_the_books() {
     env.teardown().await;
 }
 
-async fn post(
+/// POSTs `{"note": note}` to `path` on the API.
+async fn post_note(
     http: &reqwest::Client,
     url: &str,
     path: &str,
     token: &str,
     note: &str,
 ) -> (StatusCode, Value) {
-    let response = http
-        .post(format!("{url}{path}"))
-        .bearer_auth(token)
-        .json(&json!({ "note": note }))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    post(http, format!("{url}{path}"), token, json!({ "note": note })).await
 }
 
 /// The tables with a row holding `needle`, as text or as bytes.

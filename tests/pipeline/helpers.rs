@@ -506,3 +506,22 @@ fn database_url(settings: &Settings, name: &str) -> SecretUrl {
     url.set_path(name);
     SecretUrl::new(url.to_string())
 }
+
+/// POSTs `body` as JSON to `url` with a bearer token; the status and the JSON answer (null if
+/// there is none).
+pub async fn post(
+    http: &reqwest::Client,
+    url: String,
+    token: &str,
+    body: serde_json::Value,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = http
+        .post(url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or_default())
+}

@@ -23,18 +23,7 @@ async fn a_shop_places_answers_pays_and_amends_over_http() {
         .await;
     let http = reqwest::Client::new();
     let post = |path: &str, token: &'static str, body: Value| {
-        let request = http
-            .post(format!("{url}{path}"))
-            .bearer_auth(token)
-            .json(&body);
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status();
-            (
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        }
+        crate::helpers::post(&http, format!("{url}{path}"), token, body)
     };
     let order =
         |id: &str| serde_json::to_value(order_with(id, vec![line("MUG-BLUE", 1, 1250)])).unwrap();

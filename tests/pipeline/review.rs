@@ -7,7 +7,7 @@ use fulfilment::pipeline::PipelineOptions;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestEnv, order_with, state};
+use crate::helpers::{TestEnv, order_with, post, state};
 
 const SUPERVISOR: &str = "tok-supervisor";
 const FINANCE: &str = "tok-finance";
@@ -22,23 +22,6 @@ async fn desk(env: &mut TestEnv) -> (String, reqwest::Client) {
         ])
         .await;
     (url, reqwest::Client::new())
-}
-
-async fn post(
-    http: &reqwest::Client,
-    url: String,
-    token: &str,
-    body: Value,
-) -> (StatusCode, Value) {
-    let response = http
-        .post(url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
