@@ -308,7 +308,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { order_id, json } => print_status(&settings, &order_id, json).await,
         Command::Overview { json } => {
             let pool = prepare_database(&settings).await?;
-            let overview = crate::overview::take(&pool, &settings.amqp).await?;
+            let queues = crate::overview::queue_counts_connecting(&settings.amqp).await;
+            let overview = crate::overview::take(&pool, queues).await?;
             match json {
                 true => write_out(&to_json(&overview)?),
                 false => write_out(&overview.to_string()),

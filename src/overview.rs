@@ -1,11 +1,13 @@
 //! What an operator watches: orders by state and how long the oldest has waited, open review
 //! cases, events not yet published, timers not yet fired, and every queue's depth and
 //! consumers. `fulfilment overview` prints it; the review API serves it at `GET /overview`.
-//! Both declare the topology first, as every command that talks to the broker does.
+//! Both ask the broker over a connection that has declared the topology (the command opens one;
+//! the API uses its own).
 
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use lapin::Channel;
 use serde::Serialize;
 use sqlx::PgPool;
 
@@ -35,13 +37,16 @@ pub struct Overview {
     pub broker_error: Option<String>,
 }
 
-/// Takes the overview: the database must answer; the broker need not (the queues are then
-/// missing and `broker_error` says why).
-pub async fn take(pool: &PgPool, amqp: &AmqpSettings) -> anyhow::Result<Overview> {
+/// Takes the overview with `queues` as counted (or why they could not be): the database must
+/// answer; the broker need not (the queues are then missing and `broker_error` says why).
+pub async fn take(
+    pool: &PgPool,
+    queues: anyhow::Result<Vec<QueueCounts>>,
+) -> anyhow::Result<Overview> {
     let mut conn = pool.acquire().await?;
     let mut orders = db::overview::orders_by_state(&mut conn).await?;
     orders.sort_by_key(|s| pipeline_position(&s.state));
-    let (queues, broker_error) = match queues(amqp).await {
+    let (queues, broker_error) = match queues {
         Ok(queues) => (queues, None),
         Err(e) => (Vec::new(), Some(format!("{e:#}"))),
     };
@@ -56,27 +61,37 @@ pub async fn take(pool: &PgPool, amqp: &AmqpSettings) -> anyhow::Result<Overview
     })
 }
 
-fn pipeline_position(state: &str) -> usize {
-    OrderState::ALL
-        .iter()
-        .position(|s| s.as_str() == state)
-        .unwrap_or(usize::MAX)
+/// Every queue's counts, on a channel of a connection that has declared `topology`.
+pub async fn queue_counts(
+    channel: &Channel,
+    topology: &Topology,
+) -> anyhow::Result<Vec<QueueCounts>> {
+    let mut counts = Vec::new();
+    for queue in topology.queues() {
+        counts.push(topology.counts(channel, &queue).await?);
+    }
+    Ok(counts)
 }
 
-async fn queues(amqp: &AmqpSettings) -> anyhow::Result<Vec<QueueCounts>> {
+/// Counts the queues over a connection of its own, for the command line.
+pub async fn queue_counts_connecting(amqp: &AmqpSettings) -> anyhow::Result<Vec<QueueCounts>> {
     let topology = Topology::new(&amqp.namespace);
     let connection = messaging::connect(amqp, "overview").await?;
     let channel = connection.create_channel().await?;
     // Declaring is idempotent; it spares a namespace no process has run in yet from looking up
     // queues that do not exist.
     topology.declare(&channel).await?;
-    let mut counts = Vec::new();
-    for queue in topology.queues() {
-        counts.push(topology.counts(&channel, &queue).await?);
-    }
+    let counts = queue_counts(&channel, &topology).await;
     let _ = messaging::close_channel(&channel).await;
     let _ = connection.close(200, "done".into()).await;
-    Ok(counts)
+    counts
+}
+
+fn pipeline_position(state: &str) -> usize {
+    OrderState::ALL
+        .iter()
+        .position(|s| s.as_str() == state)
+        .unwrap_or(usize::MAX)
 }
 
 impl fmt::Display for Overview {

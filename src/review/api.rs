@@ -44,8 +44,6 @@ pub struct ApiState {
     pub people: Arc<People>,
     /// The database, for the overview.
     pub pool: PgPool,
-    /// The broker, for the overview's queue counts.
-    pub amqp: AmqpSettings,
     /// Publishes what systems send to the intake routes.
     pub intake: Intake,
 }
@@ -59,7 +57,6 @@ impl ApiState {
             desk,
             people: Arc::new(people),
             pool,
-            amqp: amqp.clone(),
             intake,
         }
     }
@@ -189,7 +186,8 @@ async fn metrics(
 }
 
 async fn take_overview(state: &ApiState) -> Result<crate::overview::Overview, ApiError> {
-    crate::overview::take(&state.pool, &state.amqp)
+    let queues = state.desk.link().queue_counts().await;
+    crate::overview::take(&state.pool, queues)
         .await
         .map_err(|e| ReviewError::Internal(e).into())
 }

@@ -6,7 +6,7 @@
 use tokio::sync::Mutex;
 
 use crate::envelope::WireEvent;
-use crate::messaging::{self, Publisher, Topology};
+use crate::messaging::{self, Publisher, QueueCounts, Topology};
 use crate::settings::AmqpSettings;
 
 /// A broker connection that reopens itself on demand.
@@ -62,6 +62,19 @@ impl BrokerLink {
             anyhow::Ok(publisher.publish_routed(events).await?)
         };
         let result = published.await;
+        if result.is_err() {
+            self.reset().await;
+        }
+        result
+    }
+
+    /// Every queue's counts, over this link's connection (which declared the topology).
+    pub async fn queue_counts(&self) -> anyhow::Result<Vec<QueueCounts>> {
+        let counted = async {
+            let publisher = self.publisher().await?;
+            crate::overview::queue_counts(publisher.channel(), &self.topology).await
+        };
+        let result = counted.await;
         if result.is_err() {
             self.reset().await;
         }
