@@ -74,10 +74,13 @@ pub async fn erase_customer(
     let orders = db::erasure::orders_of(&mut tx, customer_id)
         .await
         .context("finding the customer's orders")?;
-    let known = db::erasure::customer_exists(&mut tx, customer_id)
-        .await
-        .context("finding the customer")?;
-    if !known && orders.is_empty() {
+    // With orders the customer is known; without, only a record can say so (whether one existed
+    // is otherwise learned when it is blanked).
+    if orders.is_empty()
+        && !db::erasure::customer_exists(&mut tx, customer_id)
+            .await
+            .context("finding the customer")?
+    {
         return Err(ErasureError::UnknownCustomer(customer_id.to_owned()));
     }
     let ids: Vec<&str> = orders.iter().map(String::as_str).collect();
