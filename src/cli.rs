@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::client::Client;
 use crate::db;
 use crate::db::review::CaseFilter;
+use crate::domain::StageName;
 use crate::domain::events::{ConfirmationOutcome, PaymentCaptured};
 use crate::domain::{Currency, Order, OrderId};
 use crate::pipeline::{Pipeline, PipelineOptions};
@@ -16,7 +17,6 @@ use crate::review::api::{self, ApiState};
 use crate::review::people::hash_token;
 use crate::review::{People, Resolution, ReviewDesk};
 use crate::settings::Settings;
-use crate::stages::StageName;
 use crate::{export, seed, status, telemetry};
 use std::time::Duration;
 

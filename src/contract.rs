@@ -92,7 +92,7 @@ mod asyncapi {
     use serde_json::{Map, Value, json};
 
     use crate::domain::EventType;
-    use crate::stages::StageName;
+    use crate::domain::StageName;
 
     /// `order.handed_over` becomes `orderHandedOver`.
     fn camel(routing_key: &str) -> String {

@@ -5,6 +5,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::domain::events::{Payload, PayloadError};
+use crate::domain::text::{self, TextError};
 use crate::domain::{EventPayload, EventType, OrderId};
 
 /// The content type of a structured CloudEvent.
@@ -25,13 +27,16 @@ pub enum EnvelopeError {
     /// The `type` is not one this pipeline knows.
     #[error("unknown event type {0:?}")]
     UnknownType(String),
-    /// The `data` does not match the event type's payload.
-    #[error("data does not match {event_type}: {source}")]
+    /// An envelope attribute breaks its limits (an empty, overlong or control-character `id`).
+    #[error("envelope {0}")]
+    BadAttribute(TextError),
+    /// The `data` does not match the event type's payload; the message names the field.
+    #[error("{event_type}: {source}")]
     BadPayload {
         /// The event type whose payload was expected.
         event_type: EventType,
-        /// What serde said.
-        source: serde_json::Error,
+        /// What is wrong, and where.
+        source: PayloadError,
     },
     /// The `subject` differs from the payload's order id.
     #[error("subject {subject:?} differs from the payload's order id {order_id:?}")]
@@ -68,15 +73,27 @@ pub struct Envelope {
 impl Envelope {
     /// Wraps a payload in a new envelope with a fresh id.
     pub fn wrap<P: EventPayload>(source: &str, payload: &P) -> Self {
+        let data = serde_json::to_value(payload).expect("event payloads always serialise");
+        Self::around(source, P::TYPE, payload.order_id(), data)
+    }
+
+    /// An envelope with a fresh id and the current time around `data`, an event of
+    /// `event_type` about `order_id`.
+    pub fn around(
+        source: &str,
+        event_type: EventType,
+        order_id: &OrderId,
+        data: serde_json::Value,
+    ) -> Self {
         Self {
             specversion: "1.0".into(),
             id: Uuid::now_v7().to_string(),
             source: source.into(),
-            event_type: P::TYPE.cloudevents_type().into(),
-            subject: payload.order_id().to_string(),
+            event_type: event_type.cloudevents_type().into(),
+            subject: order_id.to_string(),
             time: Utc::now(),
             datacontenttype: "application/json".into(),
-            data: serde_json::to_value(payload).expect("event payloads always serialise"),
+            data,
         }
     }
 
@@ -85,17 +102,38 @@ impl Envelope {
         serde_json::to_vec(self).expect("envelopes always serialise")
     }
 
-    /// Parses a body into an envelope of a known event type.
+    /// Parses a body into an envelope of a known event type, with an `id` and `source` within
+    /// their limits ([`text::event_id`]).
     pub fn decode(body: &[u8]) -> Result<(Self, EventType), EnvelopeError> {
         let text = std::str::from_utf8(body)?;
         let envelope: Envelope =
             serde_json::from_str(text).map_err(EnvelopeError::NotCloudEvent)?;
         if envelope.specversion != "1.0" {
-            return Err(EnvelopeError::SpecVersion(envelope.specversion));
+            return Err(EnvelopeError::SpecVersion(text::excerpt(
+                &envelope.specversion,
+                20,
+            )));
         }
+        text::event_id("id", &envelope.id).map_err(EnvelopeError::BadAttribute)?;
+        text::event_id("source", &envelope.source).map_err(EnvelopeError::BadAttribute)?;
         let event_type = EventType::from_cloudevents_type(&envelope.event_type)
-            .ok_or_else(|| EnvelopeError::UnknownType(envelope.event_type.clone()))?;
+            .ok_or_else(|| EnvelopeError::UnknownType(text::excerpt(&envelope.event_type, 100)))?;
         Ok((envelope, event_type))
+    }
+
+    /// Parses a body into an envelope and its payload, checked whole: a known type, a payload
+    /// within its limits, and a `subject` that is the payload's order id.
+    pub fn read(body: &[u8]) -> Result<(Self, Payload), EnvelopeError> {
+        let (envelope, event_type) = Self::decode(body)?;
+        let payload = Payload::decode(event_type, &envelope.data)
+            .map_err(|source| EnvelopeError::BadPayload { event_type, source })?;
+        if payload.order_id().as_str() != envelope.subject {
+            return Err(EnvelopeError::SubjectMismatch {
+                subject: text::excerpt(&envelope.subject, 100),
+                order_id: payload.order_id().to_string(),
+            });
+        }
+        Ok((envelope, payload))
     }
 
     /// The typed payload. Fails if `data` does not match `P` or names another order.
@@ -103,7 +141,10 @@ impl Envelope {
         let payload: P = serde_json::from_value(self.data.clone()).map_err(|source| {
             EnvelopeError::BadPayload {
                 event_type: P::TYPE,
-                source,
+                source: PayloadError::Shape {
+                    path: String::new(),
+                    message: source.to_string(),
+                },
             }
         })?;
         if payload.order_id().as_str() != self.subject {
@@ -154,19 +195,29 @@ pub struct WireEvent {
 pub struct DirectTarget {
     /// The queue.
     pub queue: String,
-    /// The AMQP properties, as kept with the review case.
-    pub properties: serde_json::Value,
+    /// The AMQP properties as JSON bytes, as kept with the review case.
+    pub properties: Vec<u8>,
 }
 
 impl WireEvent {
     /// Wraps a payload in a new envelope, caused by the event with trace context `cause`.
     pub fn new<P: EventPayload>(source: &str, payload: &P, cause: Option<&TraceParent>) -> Self {
-        let envelope = Envelope::wrap(source, payload);
+        Self::sealed(Envelope::wrap(source, payload), P::TYPE, cause)
+    }
+
+    /// Wraps a decoded payload of any type in a new envelope, caused by `cause`.
+    pub fn of(source: &str, payload: &Payload, cause: Option<&TraceParent>) -> Self {
+        let event_type = payload.event_type();
+        let envelope = Envelope::around(source, event_type, payload.order_id(), payload.to_data());
+        Self::sealed(envelope, event_type, cause)
+    }
+
+    fn sealed(envelope: Envelope, event_type: EventType, cause: Option<&TraceParent>) -> Self {
         let trace = cause.map_or_else(TraceParent::new_root, TraceParent::child);
         Self {
             event_id: envelope.id.clone(),
             order_id: envelope.subject.clone(),
-            routing_key: P::TYPE.routing_key().to_owned(),
+            routing_key: event_type.routing_key().to_owned(),
             event_type: envelope.event_type.clone(),
             time: envelope.time,
             traceparent: trace.to_string(),

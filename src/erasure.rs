@@ -83,8 +83,7 @@ pub async fn erase_customer(
     {
         return Err(ErasureError::UnknownCustomer(customer_id.to_owned()));
     }
-    let ids: Vec<&str> = orders.iter().map(String::as_str).collect();
-    db::orders::lock_all(&mut tx, &ids)
+    db::batch::lock(&mut tx, &orders)
         .await
         .context("locking the customer's orders")?;
     let mut summary = erase_within(&mut tx, customer_id, &orders)

@@ -18,9 +18,9 @@ use sqlx::PgPool;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::StageName;
 use crate::messaging::{self, InboundStream, Publisher, Topology};
 use crate::settings::Settings;
-use crate::stages::StageName;
 use crate::worker::{FailurePolicy, Faults, Pools, Worker, WorkerError};
 use crate::{relay, scheduler};
 
@@ -190,9 +190,9 @@ async fn stage_worker(
         delay_queue: topology.retry_queue(stage),
         max_message_bytes: settings.amqp.max_message_bytes,
         batch_size: settings.amqp.batch_size,
-        transactions_per_batch: settings.amqp.transactions_per_batch,
+        default_terms: settings.stages.default_delivery_terms.clone(),
     };
-    let stage_impl = stage.build(&settings.stages);
+    let stage_impl = crate::stages::build(stage, &settings.stages);
     let worker = Worker::new(stage_impl, pools, publisher, options.faults.clone(), policy);
     Ok((worker, stream))
 }

@@ -50,8 +50,13 @@ pub async fn publish_committed(
         .await
         .context("publishing the outbox")?;
     let ids: Vec<i64> = emitted.iter().map(|(id, _)| *id).collect();
+    mark_sent(pool, &ids).await
+}
+
+/// Marks outbox rows published by their writer as sent, in one statement.
+pub async fn mark_sent(pool: &PgPool, ids: &[i64]) -> anyhow::Result<()> {
     let mut conn = pool.acquire().await?;
-    db::outbox::mark_sent(&mut conn, &ids, SentBy::Handler).await?;
+    db::outbox::mark_sent(&mut conn, ids, SentBy::Handler).await?;
     Ok(())
 }
 

@@ -12,9 +12,10 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::db;
-use crate::db::timers::{DueTimer, TimerKind};
+use crate::db::timers::DueTimer;
 use crate::domain::OrderId;
 use crate::domain::events::{AcceptanceDue, InstalmentDue};
+use crate::domain::timer::TimerKind;
 use crate::envelope::WireEvent;
 use crate::messaging::Publisher;
 use crate::settings::SchedulerSettings;

@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 
+use crate::domain::StageName;
 use crate::domain::documents::Seller;
-use crate::stages::StageName;
 
 /// The built-in defaults.
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -86,8 +86,6 @@ pub struct AmqpSettings {
     pub prefetch: u16,
     /// Most deliveries a stage worker handles in one database transaction.
     pub batch_size: usize,
-    /// Transactions a stage worker splits a batch into (by order) and runs side by side.
-    pub transactions_per_batch: usize,
     /// Workers (consumers) of each stage in one process, each with its own batches.
     pub consumers: StageConsumers,
     /// Messages larger than this go to review unparsed.
@@ -399,12 +397,6 @@ impl Settings {
         }
         if self.amqp.batch_size == 0 {
             return invalid("amqp.batch_size", "a number of deliveries, at least 1");
-        }
-        if self.amqp.transactions_per_batch == 0 {
-            return invalid(
-                "amqp.transactions_per_batch",
-                "a number of transactions, at least 1",
-            );
         }
         if self.retry.max_attempts == 0 {
             return invalid("retry.max_attempts", "a number of attempts, at least 1");

@@ -140,7 +140,6 @@ async fn phases(
         in_flight: options.in_flight,
         prefetch: settings.amqp.prefetch,
         batch_size: settings.amqp.batch_size,
-        transactions_per_batch: settings.amqp.transactions_per_batch,
         message_bytes: sample.body.len(),
     };
     Ok(Report::new(

@@ -54,8 +54,6 @@ pub struct Setup {
     pub prefetch: u16,
     /// Most deliveries a worker handles in one batch.
     pub batch_size: usize,
-    /// Transactions a batch is split into, by order.
-    pub transactions_per_batch: usize,
     /// Size of an `order.placed` message, and of every ceiling message, in bytes.
     pub message_bytes: usize,
 }
@@ -229,13 +227,8 @@ impl Report {
         row(
             "Setup",
             format!(
-                "{} worker process(es), {} in flight, prefetch {}, batch {} in {} transaction(s), {}-byte orders",
-                s.processes,
-                s.in_flight,
-                s.prefetch,
-                s.batch_size,
-                s.transactions_per_batch,
-                s.message_bytes
+                "{} worker process(es), {} in flight, prefetch {}, batch {}, {}-byte orders",
+                s.processes, s.in_flight, s.prefetch, s.batch_size, s.message_bytes
             ),
         );
         row(

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::domain::StageName;
 use crate::messaging::{self, Topology};
 use crate::settings::Settings;
-use crate::stages::StageName;
 
 /// The longest the bench waits for the workers to start consuming.
 const START_LIMIT: Duration = Duration::from_secs(60);

@@ -3,19 +3,16 @@
 //! Functions take a `&mut PgConnection` so that callers can run them inside the one transaction a
 //! stage uses for a delivery.
 
-pub mod confirmations;
+pub mod batch;
 pub mod documents;
 pub mod erasure;
 pub mod inbox;
-pub mod ledger;
 pub mod orders;
 pub mod outbox;
 pub mod overview;
 pub mod records;
 pub mod reference;
 pub mod review;
-pub mod steps;
-pub mod stock;
 pub mod timers;
 
 use std::time::Duration;

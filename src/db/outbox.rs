@@ -85,7 +85,7 @@ pub async fn claim_unsent(
     rows.into_iter()
         .map(|row| {
             let queue: Option<String> = row.try_get("queue")?;
-            let properties: Option<serde_json::Value> = row.try_get("properties")?;
+            let properties: Option<Vec<u8>> = row.try_get("properties")?;
             let event = WireEvent {
                 event_id: row.try_get("event_id")?,
                 order_id: row.try_get("order_id")?,
@@ -96,7 +96,7 @@ pub async fn claim_unsent(
                 body: row.try_get("body")?,
                 direct: queue.map(|queue| DirectTarget {
                     queue,
-                    properties: properties.unwrap_or(serde_json::Value::Null),
+                    properties: properties.unwrap_or_default(),
                 }),
             };
             Ok((row.try_get("id")?, event))

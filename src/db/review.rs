@@ -2,47 +2,6 @@
 
 use sqlx::PgConnection;
 
-/// A case to open.
-#[derive(Debug, Clone)]
-pub struct NewCase<'a> {
-    /// The order, when the message named one.
-    pub order_id: Option<&'a str>,
-    /// The stage that escalated.
-    pub stage: &'a str,
-    /// Machine-readable reason.
-    pub reason: &'a str,
-    /// What went wrong, for a person.
-    pub detail: &'a str,
-    /// The role with authority to resolve it.
-    pub required_role: &'a str,
-    /// The message, byte for byte.
-    pub original_body: &'a [u8],
-    /// The message's AMQP properties.
-    pub original_properties: serde_json::Value,
-    /// The message's inbox key.
-    pub message_key: &'a str,
-}
-
-/// Opens a case and returns its id.
-pub async fn open(conn: &mut PgConnection, case: NewCase<'_>) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "INSERT INTO review_cases
-           (order_id, stage, reason, detail, required_role, original_body, original_properties,
-            message_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-    )
-    .bind(case.order_id)
-    .bind(case.stage)
-    .bind(case.reason)
-    .bind(case.detail)
-    .bind(case.required_role)
-    .bind(case.original_body)
-    .bind(case.original_properties)
-    .bind(case.message_key)
-    .fetch_one(conn)
-    .await
-}
-
 /// A case as listed and shown.
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct CaseRow {
@@ -115,11 +74,11 @@ pub async fn get(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<CaseRo
         .await
 }
 
-/// The message a case keeps: body, AMQP properties and inbox key.
+/// The message a case keeps: body, AMQP properties (as JSON bytes) and inbox key.
 pub async fn original(
     conn: &mut PgConnection,
     id: i64,
-) -> sqlx::Result<Option<(Vec<u8>, serde_json::Value, Option<String>)>> {
+) -> sqlx::Result<Option<(Vec<u8>, Vec<u8>, Option<String>)>> {
     sqlx::query_as(
         "SELECT original_body, original_properties, message_key FROM review_cases WHERE id = $1",
     )

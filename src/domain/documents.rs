@@ -9,7 +9,7 @@ use super::money;
 use super::order::{Currency, Order};
 
 /// The kinds of document, each numbered from its own gap-free sequence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DocumentKind {
     /// What is in the consignment, for the recipient to sign.
@@ -31,6 +31,18 @@ impl DocumentKind {
             DocumentKind::Invoice => "invoice",
             DocumentKind::ServiceRecord => "service_record",
         }
+    }
+
+    /// The kind with this stored name.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            DocumentKind::DeliveryNote,
+            DocumentKind::PackingList,
+            DocumentKind::Invoice,
+            DocumentKind::ServiceRecord,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
     }
 
     /// Prefix of the document number.

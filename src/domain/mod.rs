@@ -6,10 +6,15 @@
 pub mod catalogue;
 pub mod documents;
 pub mod events;
+pub mod ledger;
 pub mod money;
 pub mod order;
+pub mod stage;
 pub mod state;
+pub mod text;
+pub mod timer;
 
 pub use events::{EventPayload, EventType};
 pub use order::{Currency, Order, OrderId, OrderLine};
+pub use stage::{Escalation, Role, StageName};
 pub use state::OrderState;

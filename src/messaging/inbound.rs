@@ -6,7 +6,7 @@ use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
 };
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection, Consumer};
 
 use crate::envelope::TraceParent;
@@ -27,13 +27,48 @@ impl Inbound {
         &self.delivery.data
     }
 
-    /// The AMQP `message-id` property, if set.
+    /// The AMQP `message-id` property, if set and exactly the text that was sent (see
+    /// [`Inbound::property_problem`]).
     pub fn message_id(&self) -> Option<&str> {
         self.delivery
             .properties
             .message_id()
             .as_ref()
+            .filter(|id| id.is_verbatim())
             .map(|id| id.as_str())
+    }
+
+    /// What is wrong with the message's AMQP properties, if anything: a short string (a
+    /// property, or a header name at any depth) that is not UTF-8 or holds a NUL byte, both of
+    /// which AMQP 0-9-1 forbids. Such a message is not handled; it goes to review as it came.
+    pub fn property_problem(&self) -> Option<String> {
+        let p = &self.delivery.properties;
+        let named = [
+            ("content-type", p.content_type()),
+            ("content-encoding", p.content_encoding()),
+            ("correlation-id", p.correlation_id()),
+            ("reply-to", p.reply_to()),
+            ("expiration", p.expiration()),
+            ("message-id", p.message_id()),
+            ("type", p.kind()),
+            ("user-id", p.user_id()),
+            ("app-id", p.app_id()),
+            ("cluster-id", p.cluster_id()),
+        ];
+        for (name, value) in named {
+            if let Some(problem) = value.as_ref().and_then(short_string_problem) {
+                return Some(format!("property {name} {problem}"));
+            }
+        }
+        p.headers()
+            .as_ref()
+            .and_then(|h| table_problem(h, "headers"))
+    }
+
+    /// The AMQP properties as JSON bytes, losslessly (an octet that is not UTF-8 round-trips),
+    /// kept with review cases so that a retry sends the message with exactly these properties.
+    pub fn properties_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.delivery.properties).unwrap_or_default()
     }
 
     /// The W3C trace context from the `traceparent` header, if present and valid.
@@ -91,11 +126,6 @@ impl Inbound {
         &self.delivery.properties
     }
 
-    /// The AMQP properties as JSON, kept with review cases.
-    pub fn properties_json(&self) -> serde_json::Value {
-        serde_json::to_value(&self.delivery.properties).unwrap_or(serde_json::Value::Null)
-    }
-
     /// The routing key the message was published with.
     pub fn routing_key(&self) -> &str {
         self.delivery.routing_key.as_str()
@@ -137,6 +167,46 @@ impl Inbound {
             .await
             .context("requeueing a delivery")?;
         Ok(())
+    }
+}
+
+/// What is wrong with a short string, if anything.
+fn short_string_problem(value: &ShortString) -> Option<&'static str> {
+    if !value.is_verbatim() {
+        return Some("is not valid UTF-8");
+    }
+    value
+        .as_str()
+        .contains('\0')
+        .then_some("contains a NUL byte")
+}
+
+/// What is wrong with a header table (its names, at any depth), naming the place.
+fn table_problem(table: &FieldTable, at: &str) -> Option<String> {
+    for (name, value) in table.inner() {
+        if let Some(problem) = short_string_problem(name) {
+            let shown =
+                crate::domain::text::excerpt(&String::from_utf8_lossy(&name.wire_bytes()), 40);
+            return Some(format!("{at}: the header name {shown:?} {problem}"));
+        }
+        let place = format!("{at}.{}", crate::domain::text::excerpt(name.as_str(), 40));
+        if let Some(problem) = value_problem(value, &place) {
+            return Some(problem);
+        }
+    }
+    None
+}
+
+fn value_problem(value: &AMQPValue, at: &str) -> Option<String> {
+    match value {
+        AMQPValue::ShortString(s) => short_string_problem(s).map(|p| format!("{at} {p}")),
+        AMQPValue::FieldTable(t) => table_problem(t, at),
+        AMQPValue::FieldArray(a) => a
+            .as_slice()
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| value_problem(v, &format!("{at}[{i}]"))),
+        _ => None,
     }
 }
 

@@ -85,7 +85,7 @@ impl Publisher {
                 Some(direct) => (
                     "",
                     direct.queue.as_str(),
-                    serde_json::from_value(direct.properties.clone())
+                    serde_json::from_slice(&direct.properties)
                         .unwrap_or_else(|_| properties(event)),
                 ),
             };

@@ -8,7 +8,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 
-use crate::stages::StageName;
+use crate::domain::StageName;
 
 /// The routing-key pattern the review queue is bound with.
 pub const REVIEW_BINDING: &str = "review.#";

@@ -12,22 +12,22 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
 use crate::db;
-use crate::db::records::{NewRecord, TimelineEntry};
+use crate::db::records::TimelineEntry;
 use crate::db::review::{ActionRow, CaseFilter, CaseRow};
-use crate::db::timers::TimerKind;
-use crate::domain::events::{OrderAmended, OrderCancelled};
-use crate::domain::{Order, OrderId, OrderState};
+use crate::domain::events::OrderAmended;
+use crate::domain::{Order, OrderId};
+use crate::domain::{Role, StageName};
 use crate::envelope::{DirectTarget, WireEvent};
 use crate::erasure::{self, ErasureError, ErasureSummary};
 use crate::messaging::Topology;
 use crate::messaging::inbound::ATTEMPT_HEADER;
 use crate::settings::AmqpSettings;
-use crate::stages::{Role, StageName};
 
 use super::link::BrokerLink;
 use super::people::Person;
 
-const SOURCE: &str = "fulfilment/review";
+/// The CloudEvents `source` of what the desk publishes.
+pub const SOURCE: &str = "fulfilment/review";
 
 /// Why a review request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +115,8 @@ pub struct CaseDetail {
     pub original_body_base64: String,
     /// The same, as text, when it is UTF-8.
     pub original_body_text: Option<String>,
-    /// Its AMQP properties.
+    /// Its AMQP properties; a value that was not UTF-8 on the wire is shown as
+    /// `{"hex": "..."}` of its octets.
     pub original_properties: serde_json::Value,
     /// The order's state, if the order exists.
     pub order_state: Option<String>,
@@ -178,7 +179,7 @@ impl ReviewDesk {
         Ok(CaseDetail {
             original_body_base64: base64::engine::general_purpose::STANDARD.encode(&body),
             original_body_text: String::from_utf8(body).ok(),
-            original_properties: properties,
+            original_properties: readable_properties(&properties),
             order_state,
             timeline,
             actions: db::review::actions(&mut conn, id).await?,
@@ -229,7 +230,7 @@ impl ReviewDesk {
         }
         require_note(note)?;
         if let Some(order) = &case.order_id {
-            db::orders::lock(&mut tx, order).await?;
+            db::batch::lock(&mut tx, std::slice::from_ref(order)).await?;
         }
         if !db::review::resolve(&mut tx, id, resolution.status()).await? {
             let current = db::review::get(&mut tx, id)
@@ -241,7 +242,10 @@ impl ReviewDesk {
         let (detail, emitted) = match &resolution {
             Resolution::Retry => self.retry(&mut tx, &case).await?,
             Resolution::Amend(order) => amend(&mut tx, &case, order.clone()).await?,
-            Resolution::Cancel => cancel(&mut tx, &case, note).await?,
+            Resolution::Cancel => {
+                let order_id = order_of(&case)?;
+                super::cancel::cancel(&mut tx, &case, &order_id, note).await?
+            }
             Resolution::Close => (serde_json::json!({}), Vec::new()),
         };
         db::review::record_action(&mut tx, id, resolution.action(), &person.name, note, detail)
@@ -265,18 +269,13 @@ impl ReviewDesk {
         let stage: StageName = case.stage.parse().map_err(|_| {
             ReviewError::Invalid(format!("case {} has no stage to retry at", case.id))
         })?;
-        let (body, mut properties, key) = db::review::original(conn, case.id)
+        let (body, properties, key) = db::review::original(conn, case.id)
             .await?
             .ok_or(ReviewError::NotFound(case.id))?;
         if let Some(key) = &key {
             db::inbox::forget(conn, stage.as_str(), key).await?;
         }
-        if let Some(headers) = properties
-            .pointer_mut("/headers")
-            .and_then(|h| h.as_object_mut())
-        {
-            headers.remove(ATTEMPT_HEADER);
-        }
+        let properties = without_attempt_header(&properties);
         let queue = self.topology.stage_queue(stage);
         let event = WireEvent {
             event_id: uuid::Uuid::now_v7().to_string(),
@@ -355,66 +354,56 @@ async fn amend(
     ))
 }
 
-/// Cancels the order: releases its stock, voids its documents, reverses its revenue with
-/// reversing ledger rows, stops its timers, records it in the timeline and emits
-/// `order.cancelled`.
-async fn cancel(
-    conn: &mut PgConnection,
-    case: &CaseRow,
-    note: &str,
-) -> Result<(serde_json::Value, Vec<(i64, WireEvent)>), ReviewError> {
-    let order_id = order_of(case)?;
-    let id = order_id.as_str();
-    let stored = db::orders::find(conn, id)
-        .await?
-        .ok_or_else(|| ReviewError::Invalid(format!("order {id} does not exist")))?;
-    if !stored.state.can_move_to(OrderState::Cancelled) {
-        return Err(ReviewError::Invalid(format!(
-            "order {id} is already {}",
-            stored.state
-        )));
-    }
-    let stock_released = db::stock::release_order(conn, id).await?;
-    let documents_voided = db::documents::void_order(conn, id).await?;
-    let currency = stored.order.currency.to_string();
-    let revenue_reversed_minor = db::ledger::reverse_recognitions(
-        conn,
-        id,
-        &currency,
-        &format!("cancelled from case {}", case.id),
-    )
-    .await?;
-    for kind in [TimerKind::AcceptanceDue, TimerKind::InstalmentDue] {
-        db::timers::cancel(conn, id, kind).await?;
-    }
-    if !db::orders::set_state(conn, id, stored.state, OrderState::Cancelled).await? {
-        return Err(ReviewError::Internal(anyhow::anyhow!(
-            "order {id} changed under a lock"
-        )));
-    }
-    let cancelled = OrderCancelled {
-        order_id: order_id.clone(),
-        case_id: case.id,
-        reason: note.to_owned(),
-        stock_released,
-        documents_voided,
-        revenue_reversed_minor,
-        cancelled_at: Utc::now(),
+/// AMQP properties (as kept with a case) without the attempt header, so that a retried message
+/// starts its attempts again. Properties that cannot be read are kept as they are.
+fn without_attempt_header(properties: &[u8]) -> Vec<u8> {
+    let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(properties) else {
+        return properties.to_vec();
     };
-    let detail = serde_json::to_value(&cancelled).map_err(anyhow::Error::from)?;
-    let message_id = format!("review-case-{}", case.id);
-    db::records::insert(
-        conn,
-        NewRecord {
-            order_id: id,
-            stage: "review",
-            message_id: &message_id,
-            state_after: OrderState::Cancelled.as_str(),
-            detail: detail.clone(),
-        },
-    )
-    .await?;
-    let event = WireEvent::new(SOURCE, &cancelled, None);
-    let row = db::outbox::insert(conn, &event).await?;
-    Ok((detail, vec![(row, event)]))
+    if let Some(headers) = json.pointer_mut("/headers").and_then(|h| h.as_object_mut()) {
+        headers.remove(ATTEMPT_HEADER);
+    }
+    serde_json::to_vec(&json).unwrap_or_else(|_| properties.to_vec())
+}
+
+/// AMQP properties (as kept with a case) for people: each text that stood for octets that were
+/// not UTF-8 becomes `{"hex": "..."}` of those octets.
+fn readable_properties(properties: &[u8]) -> serde_json::Value {
+    let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(properties) else {
+        let hex = crate::digest::hex(properties);
+        return serde_json::json!({ "unreadable": hex });
+    };
+    show_raw_octets(&mut json);
+    json
+}
+
+fn show_raw_octets(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(text) => {
+            let raw = lapin::types::ShortString::try_new(text.clone())
+                .ok()
+                .filter(|s| !s.is_verbatim());
+            if let Some(raw) = raw {
+                let hex = crate::digest::hex(&raw.wire_bytes());
+                *value = serde_json::json!({ "hex": hex });
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(show_raw_octets),
+        serde_json::Value::Object(map) => {
+            let keys: Vec<String> = map.keys().cloned().collect();
+            for key in keys {
+                if let Some(mut inner) = map.remove(&key) {
+                    show_raw_octets(&mut inner);
+                    let shown = match lapin::types::ShortString::try_new(key.clone()) {
+                        Ok(s) if !s.is_verbatim() => {
+                            format!("hex:{}", crate::digest::hex(&s.wire_bytes()))
+                        }
+                        _ => key,
+                    };
+                    map.insert(shown, inner);
+                }
+            }
+        }
+        _ => {}
+    }
 }

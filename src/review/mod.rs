@@ -4,10 +4,12 @@
 //! - [`people`]: who may act (bearer tokens stored hashed) and with which roles.
 //! - [`desk`]: listing, showing and resolving cases (retry, amend, cancel, close), each action
 //!   recorded with who, when and why, and exactly once even when two people act at once.
+//! - [`cancel`]: cancelling an order: a plan over the order as recorded, written like a stage's.
 //! - [`link`]: the desk's own broker connection, reopened when it drops.
 //! - [`api`]: the same over HTTP (`fulfilment serve`, also started by `run`).
 
 pub mod api;
+pub mod cancel;
 pub mod desk;
 pub mod link;
 pub mod people;

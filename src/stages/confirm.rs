@@ -9,29 +9,30 @@
 //!   sale (basis `deemed`). The deadline is a timer in the database, so it survives restarts.
 //!
 //! A satisfied customer opens further sales: `sales.opportunity` lists related products
-//! (cross-sell and up-sell) the customer has not bought.
+//! (cross-sell and up-sell) the customer has not bought; when there is nothing to suggest, no
+//! such event is sent.
 //!
 //! The customer's answer and the handover may arrive in either order: an answer that comes
 //! first is kept and applied when the handover arrives (a complaint or query that came first
-//! means no acceptance deadline starts).
+//! means no acceptance deadline starts, and an order already accepted gets none either).
 
 use std::collections::HashSet;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::db;
-use crate::db::orders::StoredOrder;
-use crate::db::timers::TimerKind;
 use crate::domain::events::{
-    AcceptanceDue, ConfirmationBasis, ConfirmationOutcome, CustomerConfirmation,
-    OrderCustomerConfirmed, OrderDelivered, OrderHandedOver, SalesOpportunity, Suggestion,
+    ConfirmationBasis, ConfirmationOutcome, OrderCustomerConfirmed, OrderDelivered,
+    OrderHandedOver, Payload, SalesOpportunity, Suggestion,
 };
-use crate::domain::{EventType, OrderId, OrderState};
+use crate::domain::timer::TimerKind;
+use crate::domain::{Order, OrderState};
 use crate::settings::StageSettings;
 
-use super::{Escalation, Handled, IncomingEvent, Role, Stage, StageContext, StageError, StageName};
+use super::plan::{Answer, Effect, Outcome, Plan, Timer};
+use super::reference::Reference;
+use super::view::{Current, OrderView};
+use super::{Escalation, Input, Needs, Role, Stage, StageName};
 
 /// The confirm stage.
 pub struct Confirm {
@@ -43,7 +44,7 @@ impl Confirm {
     pub fn new(settings: &StageSettings) -> Self {
         let secs = i64::try_from(settings.acceptance_window_secs).unwrap_or(i64::MAX / 1000);
         Self {
-            window: chrono::Duration::seconds(secs),
+            window: chrono::Duration::try_seconds(secs).unwrap_or(chrono::Duration::MAX),
         }
     }
 }
@@ -61,108 +62,126 @@ pub struct ConfirmationRecord {
     pub suggestions: Vec<Suggestion>,
 }
 
-#[async_trait]
 impl Stage for Confirm {
     fn name(&self) -> StageName {
         StageName::Confirm
     }
 
-    async fn handle(
-        &self,
-        ctx: &mut StageContext<'_>,
-        event: &IncomingEvent,
-    ) -> Result<Handled, StageError> {
-        match event.event_type {
-            EventType::OrderHandedOver => {
-                let handed_over: OrderHandedOver = event.payload()?;
-                self.handed_over(ctx, handed_over).await
+    fn needs(&self) -> Needs {
+        Needs {
+            timers: true,
+            answers: true,
+            stage_records: true,
+            products: true,
+            related: true,
+            ..Needs::NOTHING
+        }
+    }
+
+    fn decide(&self, input: &Input<'_>, view: &OrderView, refs: &Reference) -> Plan {
+        match input.payload {
+            Payload::OrderHandedOver(handed_over) => {
+                self.handed_over(input, handed_over, view, refs)
             }
-            EventType::CustomerConfirmation => {
-                let answer: CustomerConfirmation = event.payload()?;
-                customer_answered(ctx, event.id(), answer).await
-            }
-            EventType::AcceptanceDue => {
-                let due: AcceptanceDue = event.payload()?;
-                let Some(order) = ctx.find_order(&due.order_id).await? else {
-                    return Ok(Handled::AlreadyDone);
+            Payload::CustomerConfirmation(answer) => {
+                let answer = Answer {
+                    message_id: input.message_id.to_owned(),
+                    outcome: answer.outcome,
+                    reason: answer.reason.clone(),
                 };
-                if order.state != OrderState::HandedOver {
-                    return Ok(Handled::AlreadyDone);
-                }
-                confirm(
-                    ctx,
-                    &order,
-                    ConfirmationBasis::Deemed,
-                    event.id(),
-                    due.due_at,
-                )
-                .await
+                customer_answered(input, answer, view, refs)
             }
-            other => Err(super::unexpected(StageName::Confirm, other)),
+            Payload::AcceptanceDue(due) => match &view.current {
+                Some(current) if current.state == OrderState::HandedOver => {
+                    let basis = ConfirmationBasis::Deemed;
+                    confirm(current, basis, input.message_id, due.due_at, refs)
+                }
+                _ => Plan::already_done(),
+            },
+            other => super::unexpected_type(StageName::Confirm, other),
         }
     }
 }
 
 impl Confirm {
-    async fn handed_over(
+    fn handed_over(
         &self,
-        ctx: &mut StageContext<'_>,
-        handed_over: OrderHandedOver,
-    ) -> Result<Handled, StageError> {
-        let id = handed_over.order_id.as_str();
-        let answers = db::confirmations::for_order(ctx.conn(), id).await?;
+        input: &Input<'_>,
+        handed_over: &OrderHandedOver,
+        view: &OrderView,
+        refs: &Reference,
+    ) -> Plan {
+        let Some(current) = &view.current else {
+            return super::unknown_order(input.payload);
+        };
+        if current.state < OrderState::HandedOver {
+            return super::unexpected_event(
+                input.payload,
+                format!("the order is {}", current.state),
+            );
+        }
+        if handed_over.version != current.order.version {
+            let why = format!("version {} was never handed over", handed_over.version);
+            return super::unexpected_event(input.payload, why);
+        }
+        if current.state != OrderState::HandedOver {
+            // Accepted (or cancelled) already: no deadline to start.
+            return Plan::already_done();
+        }
+        let mut plan = Plan::new(Outcome::Waiting);
         // A complaint or query that came before the handover is already with customer service:
         // silence cannot be deemed acceptance, so no deadline starts.
-        let raised_concern = answers.iter().any(|(_, o)| o.is_concern());
-        if !raised_concern {
-            let due = handed_over.handed_over_at + self.window;
-            db::timers::schedule(
-                ctx.conn(),
-                id,
-                TimerKind::AcceptanceDue,
-                due,
-                serde_json::json!({}),
-            )
-            .await?;
+        if !view.answers.iter().any(|a| a.outcome.is_concern()) {
+            plan = plan.with(Effect::Schedule(Timer {
+                kind: TimerKind::AcceptanceDue,
+                due_at: handed_over.handed_over_at + self.window,
+                payload: serde_json::json!({}),
+            }));
         }
-        if let Some((message_id, _)) = answers
+        let receipt = view
+            .answers
             .iter()
-            .find(|(_, o)| *o == ConfirmationOutcome::Delivered)
-        {
-            delivered(ctx, &handed_over.order_id, message_id).await?;
+            .find(|a| a.outcome == ConfirmationOutcome::Delivered);
+        if let Some(receipt) = receipt {
+            plan = delivered(plan, current, view, &receipt.message_id, input.now);
         }
-        confirm_if_accepted(ctx, &handed_over.order_id).await
+        match first_acceptance(view, None) {
+            Some(evidence) => {
+                let basis = ConfirmationBasis::Explicit;
+                plan.then(confirm(current, basis, &evidence, input.now, refs))
+            }
+            None => plan,
+        }
     }
 }
 
-async fn customer_answered(
-    ctx: &mut StageContext<'_>,
-    message_id: &str,
-    answer: CustomerConfirmation,
-) -> Result<Handled, StageError> {
-    let id = answer.order_id.as_str();
-    db::confirmations::insert(
-        ctx.conn(),
-        id,
-        message_id,
-        answer.outcome,
-        answer.reason.as_deref(),
-    )
-    .await?;
-    let order = ctx.find_order(&answer.order_id).await?;
-    let handed_over = order
-        .as_ref()
-        .is_some_and(|o| o.state == OrderState::HandedOver);
-    match answer.outcome {
-        ConfirmationOutcome::Accepted => confirm_if_accepted(ctx, &answer.order_id).await,
-        ConfirmationOutcome::Delivered if handed_over => {
-            delivered(ctx, &answer.order_id, message_id).await?;
-            Ok(Handled::Waiting)
-        }
-        ConfirmationOutcome::Delivered => Ok(Handled::Waiting),
+fn customer_answered(
+    input: &Input<'_>,
+    answer: Answer,
+    view: &OrderView,
+    refs: &Reference,
+) -> Plan {
+    let outcome = answer.outcome;
+    let plan = Plan::new(Outcome::Waiting).with(Effect::KeepAnswer(answer));
+    let current = view.current.as_ref();
+    let handed_over = current.filter(|c| c.state >= OrderState::HandedOver);
+    match outcome {
+        ConfirmationOutcome::Accepted => match handed_over {
+            Some(current) => {
+                let evidence = first_acceptance(view, Some(input.message_id)).unwrap_or_default();
+                let basis = ConfirmationBasis::Explicit;
+                plan.then(confirm(current, basis, &evidence, input.now, refs))
+            }
+            None => plan,
+        },
+        ConfirmationOutcome::Delivered => match current {
+            Some(current) if current.state == OrderState::HandedOver => {
+                delivered(plan, current, view, input.message_id, input.now)
+            }
+            _ => plan,
+        },
         ConfirmationOutcome::Complaint | ConfirmationOutcome::Query => {
-            db::timers::cancel(ctx.conn(), id, TimerKind::AcceptanceDue).await?;
-            let (reason, what) = if answer.outcome == ConfirmationOutcome::Complaint {
+            let (reason, what) = if outcome == ConfirmationOutcome::Complaint {
                 ("customer_complaint", "complaint")
             } else {
                 ("customer_query", "query")
@@ -174,72 +193,58 @@ async fn customer_answered(
                 format!("the customer raised a {what}; their words are in the original message"),
                 Role::CustomerService,
             );
-            match order {
-                Some(order) => ctx.refuse(&answer.order_id, order.state, escalation).await,
-                None => Ok(Handled::Escalated(escalation)),
+            let plan = plan.with(Effect::CancelTimers(TimerKind::AcceptanceDue));
+            match current {
+                Some(current) => plan.refused(current.state, escalation),
+                None => Plan {
+                    outcome: Outcome::Escalated(escalation),
+                    ..plan
+                },
             }
         }
     }
 }
 
-/// Emits `order.delivered` once per order and records the receipt.
-async fn delivered(
-    ctx: &mut StageContext<'_>,
-    order_id: &OrderId,
+/// The first message in which the customer accepted the order: among those kept, else `this`.
+fn first_acceptance(view: &OrderView, this: Option<&str>) -> Option<String> {
+    view.answers
+        .iter()
+        .find(|a| a.outcome == ConfirmationOutcome::Accepted)
+        .map(|a| a.message_id.clone())
+        .or(this.map(str::to_owned))
+}
+
+/// Adds the receipt: `order.delivered`, once per order.
+fn delivered(
+    plan: Plan,
+    current: &Current,
+    view: &OrderView,
     message_id: &str,
-) -> Result<(), StageError> {
+    now: DateTime<Utc>,
+) -> Plan {
+    if view.delivered {
+        return plan;
+    }
     let detail = serde_json::json!({ "receipt": message_id });
-    if db::records::has_record(ctx.conn(), order_id.as_str(), "confirm", &detail).await? {
-        return Ok(());
-    }
-    ctx.record(order_id, OrderState::HandedOver, &detail)
-        .await?;
-    ctx.emit(&OrderDelivered {
-        order_id: order_id.clone(),
-        delivered_at: Utc::now(),
-    })
-    .await
+    plan.recording(OrderState::HandedOver, &detail)
+        .emitting(OrderDelivered {
+            order_id: current.order.order_id.clone(),
+            delivered_at: now,
+        })
 }
 
-/// Confirms the order if it is handed over and the customer has accepted it.
-async fn confirm_if_accepted(
-    ctx: &mut StageContext<'_>,
-    order_id: &OrderId,
-) -> Result<Handled, StageError> {
-    let Some(stored) = ctx.find_order(order_id).await? else {
-        return Ok(Handled::Waiting);
-    };
-    if stored.state < OrderState::HandedOver {
-        return Ok(Handled::Waiting);
-    }
-    let Some(message_id) =
-        db::confirmations::first_acceptance(ctx.conn(), order_id.as_str()).await?
-    else {
-        return Ok(Handled::Waiting);
-    };
-    confirm(
-        ctx,
-        &stored,
-        ConfirmationBasis::Explicit,
-        &message_id,
-        Utc::now(),
-    )
-    .await
-}
-
-async fn confirm(
-    ctx: &mut StageContext<'_>,
-    stored: &StoredOrder,
+fn confirm(
+    current: &Current,
     basis: ConfirmationBasis,
     evidence: &str,
     confirmed_at: DateTime<Utc>,
-) -> Result<Handled, StageError> {
-    if let Some(done) = ctx.readiness(stored, OrderState::Confirmed)? {
-        return Ok(done);
+    refs: &Reference,
+) -> Plan {
+    let to = OrderState::Confirmed;
+    if let Err(plan) = super::ready(StageName::Confirm, current.state, to) {
+        return plan;
     }
-    let id = stored.order.order_id.clone();
-    db::timers::cancel(ctx.conn(), id.as_str(), TimerKind::AcceptanceDue).await?;
-    let suggestions = suggestions(ctx, stored).await?;
+    let suggestions = suggestions(&current.order, refs);
     let record = ConfirmationRecord {
         basis,
         evidence_message_id: evidence.to_owned(),
@@ -247,59 +252,216 @@ async fn confirm(
         suggestions: suggestions.clone(),
     };
     let confirmed = OrderCustomerConfirmed {
-        order_id: id.clone(),
+        order_id: current.order.order_id.clone(),
         basis,
         confirmed_at,
     };
-    let handled = ctx
-        .step(stored, OrderState::Confirmed, &record, &confirmed)
-        .await?;
+    let mut plan = Plan::new(Outcome::Advanced)
+        .with(Effect::CancelTimers(TimerKind::AcceptanceDue))
+        .then(Plan::step(to, &record, confirmed));
     if !suggestions.is_empty() {
-        ctx.emit(&SalesOpportunity {
-            order_id: id,
-            customer_id: stored.order.customer_id.clone(),
+        plan = plan.emitting(SalesOpportunity {
+            order_id: current.order.order_id.clone(),
+            customer_id: current.order.customer_id.clone(),
             suggestions,
-        })
-        .await?;
+        });
     }
-    Ok(handled)
+    plan
 }
 
 /// Related products of what was ordered, sellable, that the customer has never bought.
-async fn suggestions(
-    ctx: &mut StageContext<'_>,
-    stored: &StoredOrder,
-) -> Result<Vec<Suggestion>, StageError> {
-    let skus: Vec<String> = stored.order.lines.iter().map(|l| l.sku.clone()).collect();
-    let products = ctx.products(&skus).await?;
-    let related: Vec<String> = products
-        .values()
-        .flat_map(|p| p.related.iter().map(|r| r.sku.clone()))
-        .collect();
-    let bought: HashSet<String> =
-        db::reference::skus_bought_by(ctx.conn(), &stored.order.customer_id, &related)
-            .await?
-            .into_iter()
-            .collect();
+pub fn suggestions(order: &Order, refs: &Reference) -> Vec<Suggestion> {
+    let empty = HashSet::new();
+    let bought = refs.bought.get(&order.customer_id).unwrap_or(&empty);
     let mut seen = HashSet::new();
-    let mut candidates = Vec::new();
-    for sku in &skus {
-        for related in products
-            .get(sku)
-            .map(|p| p.related.as_slice())
-            .unwrap_or_default()
-        {
-            if !bought.contains(&related.sku) && seen.insert(related.sku.clone()) {
-                candidates.push(Suggestion {
+    let mut out = Vec::new();
+    for line in &order.lines {
+        let related = refs.products.get(&line.sku).map(|p| p.related.as_slice());
+        for related in related.unwrap_or_default() {
+            let sellable = refs.products.get(&related.sku).is_some_and(|p| p.sellable);
+            if sellable && !bought.contains(&related.sku) && seen.insert(related.sku.clone()) {
+                out.push(Suggestion {
                     sku: related.sku.clone(),
                     relation: related.relation,
-                    because_of: sku.clone(),
+                    because_of: line.sku.clone(),
                 });
             }
         }
     }
-    let wanted: Vec<String> = candidates.iter().map(|s| s.sku.clone()).collect();
-    let sellable = ctx.products(&wanted).await?;
-    candidates.retain(|s| sellable.get(&s.sku).is_some_and(|p| p.sellable));
-    Ok(candidates)
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::*;
+    use crate::domain::events::{AcceptanceDue, CustomerConfirmation};
+    use crate::stages::view::KeptAnswer;
+
+    fn stage() -> Confirm {
+        Confirm::new(&stage_settings())
+    }
+
+    fn handed_over() -> Payload {
+        Payload::OrderHandedOver(OrderHandedOver {
+            order_id: order_id(),
+            version: 1,
+            carrier: "Royal Mail".into(),
+            tracking_reference: "RM1".into(),
+            handed_over_at: now(),
+            delivery_terms: "FOB_SHIPPING_POINT".into(),
+            ownership_passes: crate::domain::catalogue::OwnershipPasses::OnDispatch,
+            ownership_passed_at: Some(now()),
+            services_delivered: Vec::new(),
+        })
+    }
+
+    fn answer(outcome: ConfirmationOutcome) -> Payload {
+        Payload::CustomerConfirmation(CustomerConfirmation {
+            order_id: order_id(),
+            outcome,
+            reason: None,
+        })
+    }
+
+    fn kept(outcome: ConfirmationOutcome) -> KeptAnswer {
+        KeptAnswer {
+            message_id: format!("earlier-{}", outcome.as_str()),
+            outcome,
+        }
+    }
+
+    fn scheduled(plan: &Plan) -> bool {
+        plan.effects
+            .iter()
+            .any(|e| matches!(e, Effect::Schedule(_)))
+    }
+
+    fn emitted(plan: &Plan) -> Vec<&'static str> {
+        plan.emit
+            .iter()
+            .map(|p| p.event_type().routing_key())
+            .collect()
+    }
+
+    #[test]
+    fn handover_starts_the_deadline_unless_the_customer_spoke_first() {
+        use ConfirmationOutcome::*;
+        let cases: [(&[ConfirmationOutcome], bool, &[&str], &str); 5] = [
+            (&[], true, &[], "waiting"),
+            (
+                &[Accepted],
+                true,
+                &["order.customer_confirmed", "sales.opportunity"],
+                "advanced",
+            ),
+            (&[Delivered], true, &["order.delivered"], "waiting"),
+            (&[Complaint], false, &[], "waiting"),
+            (
+                &[Query, Accepted],
+                false,
+                &["order.customer_confirmed", "sales.opportunity"],
+                "advanced",
+            ),
+        ];
+        for (answers, deadline, events, outcome) in cases {
+            let mut view = view_in(Some(OrderState::HandedOver), mug_order(1));
+            view.answers = answers.iter().map(|o| kept(*o)).collect();
+            let payload = handed_over();
+            let plan = stage().decide(&input(&payload), &view, &catalogue());
+            assert_eq!(scheduled(&plan), deadline, "{answers:?}");
+            assert_eq!(emitted(&plan), events, "{answers:?}");
+            assert_eq!(outcome_name(&plan), outcome, "{answers:?}");
+        }
+    }
+
+    #[test]
+    fn a_handover_after_acceptance_starts_no_deadline() {
+        let view = view_in(Some(OrderState::Confirmed), mug_order(1));
+        let payload = handed_over();
+        let plan = stage().decide(&input(&payload), &view, &catalogue());
+        assert_eq!(plan, Plan::already_done());
+    }
+
+    #[test]
+    fn a_handover_the_order_never_had_is_refused() {
+        for state in [None, Some(OrderState::Prepared)] {
+            let view = view_in(state, mug_order(1));
+            let payload = handed_over();
+            let plan = stage().decide(&input(&payload), &view, &catalogue());
+            assert!(matches!(
+                outcome_name(&plan),
+                "unknown_order" | "unexpected_event"
+            ));
+            assert!(plan.effects.is_empty() && plan.emit.is_empty());
+        }
+    }
+
+    #[test]
+    fn answers() {
+        use ConfirmationOutcome::*;
+        let cases = [
+            (
+                Accepted,
+                Some(OrderState::HandedOver),
+                "advanced",
+                vec!["order.customer_confirmed", "sales.opportunity"],
+            ),
+            (Accepted, Some(OrderState::Prepared), "waiting", vec![]),
+            (Accepted, None, "waiting", vec![]),
+            (
+                Delivered,
+                Some(OrderState::HandedOver),
+                "waiting",
+                vec!["order.delivered"],
+            ),
+            (Delivered, Some(OrderState::Confirmed), "waiting", vec![]),
+            (
+                Complaint,
+                Some(OrderState::HandedOver),
+                "customer_complaint",
+                vec![],
+            ),
+            (Query, None, "customer_query", vec![]),
+        ];
+        for (outcome, state, expect, events) in cases {
+            let view = view_in(state, mug_order(1));
+            let payload = answer(outcome);
+            let plan = stage().decide(&input(&payload), &view, &catalogue());
+            assert_eq!(outcome_name(&plan), expect, "{outcome:?} {state:?}");
+            assert_eq!(emitted(&plan), events, "{outcome:?} {state:?}");
+            assert!(
+                matches!(plan.effects[0], Effect::KeepAnswer(_)),
+                "answers are kept"
+            );
+        }
+    }
+
+    #[test]
+    fn silence_is_deemed_acceptance_only_while_handed_over() {
+        let due = Payload::AcceptanceDue(AcceptanceDue {
+            order_id: order_id(),
+            due_at: now(),
+        });
+        let view = view_in(Some(OrderState::HandedOver), mug_order(1));
+        let plan = stage().decide(&input(&due), &view, &catalogue());
+        assert_eq!(outcome_name(&plan), "advanced");
+        let view = view_in(Some(OrderState::Confirmed), mug_order(1));
+        assert_eq!(
+            stage().decide(&input(&due), &view, &catalogue()),
+            Plan::already_done()
+        );
+    }
+
+    #[test]
+    fn suggestions_skip_what_the_customer_bought_and_what_is_not_for_sale() {
+        let mut refs = catalogue();
+        assert_eq!(suggestions(&mug_order(1), &refs).len(), 1);
+        refs.bought
+            .insert("C-1".into(), ["SAUCER".to_owned()].into());
+        assert!(suggestions(&mug_order(1), &refs).is_empty());
+        refs.bought.clear();
+        refs.products.get_mut("SAUCER").unwrap().sellable = false;
+        assert!(suggestions(&mug_order(1), &refs).is_empty());
+    }
 }

@@ -1,20 +1,20 @@
 //! documents: produces the handover documents. Goods get a delivery note and a packing list,
 //! services a service-delivery record, and every order an invoice. Numbers come from a gap-free
-//! sequence per kind; each document is stored as data, rendered as PDF and fingerprinted with
-//! SHA-256. Emits `documents.generated`.
+//! sequence per kind (locked for the batch and numbered in delivery order); each document is
+//! stored as data, rendered as PDF and fingerprinted with SHA-256. Emits `documents.generated`.
 
-use async_trait::async_trait;
-use chrono::Utc;
 use serde::Serialize;
 
-use crate::db;
-use crate::domain::OrderState;
 use crate::domain::documents::{self, DocumentContent, Seller};
-use crate::domain::events::{DocumentRef, DocumentsGenerated, GoodsPrepared};
+use crate::domain::events::{DocumentRef, DocumentsGenerated, Payload};
+use crate::domain::{Order, OrderState};
 use crate::render;
 use crate::settings::StageSettings;
 
-use super::{Handled, IncomingEvent, Stage, StageContext, StageError, StageName};
+use super::plan::{Effect, IssuedDocument, Plan};
+use super::reference::Reference;
+use super::view::OrderView;
+use super::{Input, Needs, Stage, StageName};
 
 /// The documents stage.
 pub struct Documents {
@@ -43,69 +43,162 @@ pub struct DocumentSet {
     pub invoice_totals: documents::Totals,
 }
 
-#[async_trait]
 impl Stage for Documents {
     fn name(&self) -> StageName {
         StageName::Documents
     }
 
-    async fn handle(
-        &self,
-        ctx: &mut StageContext<'_>,
-        event: &IncomingEvent,
-    ) -> Result<Handled, StageError> {
-        let prepared: GoodsPrepared = event.payload()?;
-        let order = ctx.order(&prepared.order_id).await?;
-        if prepared.version < order.order.version {
-            return Ok(Handled::AlreadyDone);
+    fn needs(&self) -> Needs {
+        Needs {
+            products: true,
+            sequences: true,
+            ..Needs::NOTHING
         }
-        if let Some(done) = ctx.readiness(&order, OrderState::DocumentsGenerated)? {
-            return Ok(done);
+    }
+
+    fn decide(&self, input: &Input<'_>, view: &OrderView, refs: &Reference) -> Plan {
+        let Payload::GoodsPrepared(prepared) = input.payload else {
+            return super::unexpected_type(StageName::Documents, input.payload);
+        };
+        let Some(current) = &view.current else {
+            return super::unknown_order(input.payload);
+        };
+        if prepared.version < current.order.version {
+            return Plan::already_done();
         }
-        let skus: Vec<String> = order.order.lines.iter().map(|l| l.sku.clone()).collect();
-        let products = ctx.products(&skus).await?;
-        let priced = documents::priced_lines(&order.order, &products);
-        let issued_at = Utc::now();
-        let terms = order
-            .order
-            .delivery_terms_or(&self.default_terms)
-            .to_owned();
-        let mut refs = Vec::new();
-        for kind in documents::kinds_needed(&order.order, &products) {
-            let number = kind.number(db::documents::next_number(ctx.conn(), kind).await?);
-            let lines = documents::lines_for(kind, &priced);
-            let content = DocumentContent {
-                kind,
-                number: number.clone(),
-                order_id: order.order.order_id.to_string(),
-                version: order.order.version,
-                customer_id: order.order.customer_id.clone(),
-                currency: order.order.currency,
-                issued_at,
-                totals: documents::totals(&lines),
-                lines,
-                delivery_terms: terms.clone(),
-                seller: self.seller.clone(),
-            };
-            let pdf = render::pdf(&content);
-            let sha256 = crate::digest::sha256_hex(&pdf);
-            db::documents::insert(ctx.conn(), &content, &pdf, &sha256).await?;
-            refs.push(DocumentRef {
-                kind: kind.as_str().into(),
-                number,
-                sha256,
-            });
+        if prepared.version > current.order.version {
+            let why = format!("version {} was never recorded", prepared.version);
+            return super::unexpected_event(input.payload, why);
         }
+        let to = OrderState::DocumentsGenerated;
+        if let Err(plan) = super::ready(StageName::Documents, current.state, to) {
+            return plan;
+        }
+        let issued = self.issue(&current.order, refs, input);
+        let refs_out: Vec<DocumentRef> = issued
+            .iter()
+            .map(|d| DocumentRef {
+                kind: d.content.kind.as_str().into(),
+                number: d.content.number.clone(),
+                sha256: d.sha256.clone(),
+            })
+            .collect();
         let set = DocumentSet {
-            documents: refs.clone(),
-            invoice_totals: documents::totals(&priced),
+            documents: refs_out.clone(),
+            invoice_totals: documents::totals(&documents::priced_lines(
+                &current.order,
+                &refs.products,
+            )),
         };
         let generated = DocumentsGenerated {
-            order_id: prepared.order_id,
-            version: order.order.version,
-            documents: refs,
+            order_id: prepared.order_id.clone(),
+            version: current.order.version,
+            documents: refs_out,
         };
-        ctx.step(&order, OrderState::DocumentsGenerated, &set, &generated)
-            .await
+        let mut plan = Plan::step(to, &set, generated);
+        plan.effects
+            .splice(0..0, issued.into_iter().map(Effect::Issue));
+        plan
+    }
+}
+
+impl Documents {
+    /// Every document the order needs, numbered from the batch's sequences and rendered.
+    fn issue(&self, order: &Order, refs: &Reference, input: &Input<'_>) -> Vec<IssuedDocument> {
+        let priced = documents::priced_lines(order, &refs.products);
+        let terms = order.delivery_terms_or(&self.default_terms).to_owned();
+        documents::kinds_needed(order, &refs.products)
+            .into_iter()
+            .map(|kind| {
+                let value = refs.next_number(kind);
+                let lines = documents::lines_for(kind, &priced);
+                let content = DocumentContent {
+                    kind,
+                    number: kind.number(value),
+                    order_id: order.order_id.to_string(),
+                    version: order.version,
+                    customer_id: order.customer_id.clone(),
+                    currency: order.currency,
+                    issued_at: input.now,
+                    totals: documents::totals(&lines),
+                    lines,
+                    delivery_terms: terms.clone(),
+                    seller: self.seller.clone(),
+                };
+                let pdf = render::pdf(&content);
+                IssuedDocument {
+                    sha256: crate::digest::sha256_hex(&pdf),
+                    content,
+                    sequence_value: value,
+                    pdf,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::*;
+    use crate::domain::documents::DocumentKind;
+    use crate::domain::events::{GoodsPrepared, PickLine};
+    use crate::stages::Outcome;
+
+    fn prepared(version: u32) -> Payload {
+        Payload::GoodsPrepared(GoodsPrepared {
+            order_id: order_id(),
+            version,
+            pick_list: vec![PickLine {
+                sku: "MUG".into(),
+                quantity: 2,
+            }],
+            service_slots: Vec::new(),
+            checks: Vec::new(),
+        })
+    }
+
+    fn stage() -> Documents {
+        Documents::new(&stage_settings())
+    }
+
+    #[test]
+    fn goods_get_three_documents_numbered_from_the_sequences() {
+        let view = view_in(Some(OrderState::Prepared), mug_order(2));
+        let mut refs = catalogue();
+        refs.next_numbers.insert(DocumentKind::Invoice, 41);
+        let payload = prepared(1);
+        let plan = stage().decide(&input(&payload), &view, &refs);
+        assert_eq!(plan.outcome, Outcome::Advanced);
+        let numbers: Vec<String> = plan
+            .effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Issue(d) => Some(d.content.number.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(numbers, ["DN-000001", "PL-000001", "INV-000041"]);
+        let Effect::Issue(invoice) = &plan.effects[2] else {
+            panic!()
+        };
+        assert_eq!(invoice.content.totals.gross_minor, 3000);
+        assert!(invoice.pdf.starts_with(b"%PDF"));
+    }
+
+    #[test]
+    fn stale_early_and_repeated_events_issue_nothing() {
+        for (state, version, expect) in [
+            (OrderState::DocumentsGenerated, 1, "already_done"),
+            (OrderState::Prepared, 0, "already_done"),
+            (OrderState::Prepared, 3, "unexpected_event"),
+            (OrderState::Verified, 1, "invalid_transition"),
+        ] {
+            let view = view_in(Some(state), mug_order(2));
+            let payload = prepared(version);
+            let plan = stage().decide(&input(&payload), &view, &catalogue());
+            assert_eq!(outcome_name(&plan), expect, "{state} v{version}");
+            assert!(plan.effects.is_empty() && plan.emit.is_empty());
+        }
     }
 }

@@ -4,17 +4,18 @@
 //! destination) they pass when the customer receives the goods. Emits `order.handed_over`, the
 //! dispatch event warehouse systems follow.
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::db;
 use crate::domain::OrderState;
 use crate::domain::catalogue::OwnershipPasses;
-use crate::domain::events::{DocumentsGenerated, OrderHandedOver, ServiceSlot};
+use crate::domain::events::{OrderHandedOver, Payload, ServiceSlot};
 use crate::settings::StageSettings;
 
-use super::{Escalation, Handled, IncomingEvent, Role, Stage, StageContext, StageError, StageName};
+use super::plan::Plan;
+use super::reference::Reference;
+use super::view::OrderView;
+use super::{Escalation, Input, Needs, Role, Stage, StageName};
 
 /// The handover stage.
 pub struct Handover {
@@ -49,51 +50,60 @@ pub struct HandoverRecord {
     pub services_delivered: Vec<ServiceSlot>,
 }
 
-#[async_trait]
 impl Stage for Handover {
     fn name(&self) -> StageName {
         StageName::Handover
     }
 
-    async fn handle(
-        &self,
-        ctx: &mut StageContext<'_>,
-        event: &IncomingEvent,
-    ) -> Result<Handled, StageError> {
-        let generated: DocumentsGenerated = event.payload()?;
-        let order = ctx.order(&generated.order_id).await?;
-        if generated.version < order.order.version {
-            return Ok(Handled::AlreadyDone);
+    fn needs(&self) -> Needs {
+        Needs {
+            stage_records: true,
+            parties: true,
+            ..Needs::NOTHING
         }
-        if let Some(done) = ctx.readiness(&order, OrderState::HandedOver)? {
-            return Ok(done);
+    }
+
+    fn decide(&self, input: &Input<'_>, view: &OrderView, refs: &Reference) -> Plan {
+        let Payload::DocumentsGenerated(generated) = input.payload else {
+            return super::unexpected_type(StageName::Handover, input.payload);
+        };
+        let Some(current) = &view.current else {
+            return super::unknown_order(input.payload);
+        };
+        if generated.version < current.order.version {
+            return Plan::already_done();
         }
-        let code = order
-            .order
-            .delivery_terms_or(&self.default_terms)
-            .to_owned();
-        let Some(terms) = db::reference::delivery_terms(ctx.conn(), &code).await? else {
+        if generated.version > current.order.version {
+            let why = format!("version {} was never recorded", generated.version);
+            return super::unexpected_event(input.payload, why);
+        }
+        let to = OrderState::HandedOver;
+        if let Err(plan) = super::ready(StageName::Handover, current.state, to) {
+            return plan;
+        }
+        let code = current.order.delivery_terms_or(&self.default_terms);
+        let Some(terms) = refs.terms.get(code) else {
             let refusal = Escalation::new(
                 "unknown_delivery_terms",
                 format!("no delivery terms {code}"),
                 Role::CustomerService,
             );
-            return ctx.refuse(&generated.order_id, order.state, refusal).await;
+            return Plan::refuse(current.state, refusal);
         };
-        let now = Utc::now();
+        let now = input.now;
+        let passes_now = terms.ownership_passes == OwnershipPasses::OnDispatch;
         let record = HandoverRecord {
-            tracking_reference: tracking_reference(&terms.carrier),
-            carrier: terms.carrier,
+            tracking_reference: tracking_reference(&terms.carrier, input.nonce),
+            carrier: terms.carrier.clone(),
             handed_over_at: now,
-            delivery_terms: terms.code,
+            delivery_terms: terms.code.clone(),
             ownership_passes: terms.ownership_passes,
-            ownership_passed_at: (terms.ownership_passes == OwnershipPasses::OnDispatch)
-                .then_some(now),
-            services_delivered: booked_services(ctx, &generated.order_id).await?,
+            ownership_passed_at: passes_now.then_some(now),
+            services_delivered: view.service_slots.clone(),
         };
         let handed_over = OrderHandedOver {
-            order_id: generated.order_id,
-            version: order.order.version,
+            order_id: generated.order_id.clone(),
+            version: current.order.version,
             carrier: record.carrier.clone(),
             tracking_reference: record.tracking_reference.clone(),
             handed_over_at: now,
@@ -102,29 +112,65 @@ impl Stage for Handover {
             ownership_passed_at: record.ownership_passed_at,
             services_delivered: record.services_delivered.clone(),
         };
-        ctx.step(&order, OrderState::HandedOver, &record, &handed_over)
-            .await
+        Plan::step(to, &record, handed_over)
     }
 }
 
-/// A carrier reference: the carrier's initials and a unique suffix.
-fn tracking_reference(carrier: &str) -> String {
+/// A carrier reference: the carrier's initials and ten characters from `nonce`.
+fn tracking_reference(carrier: &str, nonce: u64) -> String {
     let initials: String = carrier
         .split_whitespace()
         .filter_map(|w| w.chars().next())
         .map(|c| c.to_ascii_uppercase())
         .collect();
-    let suffix = uuid::Uuid::new_v4().simple().to_string()[..10].to_ascii_uppercase();
-    format!("{initials}{suffix}")
+    let suffix = format!("{nonce:016X}");
+    format!("{initials}{}", &suffix[..10])
 }
 
-/// The service slots the prepare stage booked for the order.
-async fn booked_services(
-    ctx: &mut StageContext<'_>,
-    order_id: &crate::domain::OrderId,
-) -> Result<Vec<ServiceSlot>, StageError> {
-    let detail = db::records::latest_detail(ctx.conn(), order_id.as_str(), "prepare").await?;
-    Ok(detail
-        .and_then(|d| serde_json::from_value(d["service_slots"].clone()).ok())
-        .unwrap_or_default())
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::*;
+    use crate::domain::events::DocumentsGenerated;
+    use crate::stages::Outcome;
+
+    fn generated() -> Payload {
+        Payload::DocumentsGenerated(DocumentsGenerated {
+            order_id: order_id(),
+            version: 1,
+            documents: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn ownership_passes_as_the_terms_say() {
+        let stage = Handover::new(&stage_settings());
+        for (code, passes_now) in [("FOB_SHIPPING_POINT", true), ("FOB_DESTINATION", false)] {
+            let mut order = mug_order(1);
+            order.delivery_terms = Some(code.into());
+            let view = view_in(Some(OrderState::DocumentsGenerated), order);
+            let payload = generated();
+            let mut input = input(&payload);
+            input.nonce = 0xABCDEF0123456789;
+            let plan = stage.decide(&input, &view, &catalogue());
+            assert_eq!(plan.outcome, Outcome::Advanced);
+            let Payload::OrderHandedOver(event) = &plan.emit[0] else {
+                panic!()
+            };
+            assert_eq!(event.ownership_passed_at.is_some(), passes_now, "{code}");
+            assert_eq!(event.tracking_reference, "RMABCDEF0123");
+        }
+    }
+
+    #[test]
+    fn unknown_terms_are_refused_and_recorded() {
+        let mut order = mug_order(1);
+        order.delivery_terms = Some("NOPE".into());
+        let view = view_in(Some(OrderState::DocumentsGenerated), order);
+        let payload = generated();
+        let plan = Handover::new(&stage_settings()).decide(&input(&payload), &view, &catalogue());
+        assert_eq!(outcome_name(&plan), "unknown_delivery_terms");
+        assert_eq!(plan.effects.len(), 1, "the refusal is recorded");
+        assert!(plan.emit.is_empty());
+    }
 }

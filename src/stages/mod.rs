@@ -1,252 +1,185 @@
-//! The six stages. Each module holds one stage: what it consumes, the rules it applies and what
-//! it emits. Stages never see AMQP: they get a decoded [`IncomingEvent`] and a [`StageContext`]
-//! that gives them the order, state transitions, the timeline and the outbox, all inside the one
-//! transaction the worker runs for the delivery.
+//! The six stages, each a pure decision: given the event, the order as recorded (a
+//! [`OrderView`]), the batch's [`Reference`] data and the time, a stage returns a [`Plan`] —
+//! records, stock moves, documents, ledger postings, timers, events, or a review case. No SQL,
+//! no AMQP, no clock or randomness but what [`Input`] carries. The worker loads what a batch
+//! needs, asks the stage for each delivery's plan, and writes the plans by set
+//! (see `crate::worker` and `crate::db::batch`).
+//!
+//! Each stage's rules and their table-driven tests sit in its own module. The events a stage
+//! consumes are declared once, in [`StageName::input_events`].
 
 pub mod confirm;
-mod context;
 pub mod documents;
 pub mod handover;
+pub mod plan;
 pub mod prepare;
+pub mod reference;
 pub mod revenue;
 pub mod verify;
+pub mod view;
 
-use std::fmt;
-use std::str::FromStr;
+#[cfg(test)]
+mod fixtures;
+
 use std::sync::Arc;
 
-use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
-pub use context::{IncomingEvent, ProductCache, StageContext};
+pub use crate::domain::{Escalation, Role, StageName};
+pub use plan::{Effect, Outcome, Plan, TooEarly};
+pub use reference::Reference;
+pub use view::OrderView;
 
-use crate::domain::EventType;
+use crate::domain::OrderState;
+use crate::domain::events::Payload;
 use crate::settings::StageSettings;
 
-/// The stages, in pipeline order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum StageName {
-    /// Checks the order against the internal records.
-    Verify,
-    /// Allocates stock and runs the preparation checks.
-    Prepare,
-    /// Produces the handover documents.
-    Documents,
-    /// Records the handover and the transfer of ownership.
-    Handover,
-    /// Waits for the customer's acceptance.
-    Confirm,
-    /// Recognises revenue.
-    Revenue,
+/// What a stage decides on: one delivery's event and what the worker passes in for it.
+#[derive(Debug, Clone)]
+pub struct Input<'a> {
+    /// The event's id (the envelope's `id`).
+    pub message_id: &'a str,
+    /// The event.
+    pub payload: &'a Payload,
+    /// When the event happened, as its envelope says.
+    pub event_time: DateTime<Utc>,
+    /// Now, as the worker read the clock for the batch.
+    pub now: DateTime<Utc>,
+    /// A random number for the delivery, for what must be unique (tracking references).
+    pub nonce: u64,
 }
 
-impl StageName {
-    /// Every stage, in pipeline order.
-    pub const ALL: [StageName; 6] = [
-        StageName::Verify,
-        StageName::Prepare,
-        StageName::Documents,
-        StageName::Handover,
-        StageName::Confirm,
-        StageName::Revenue,
-    ];
-
-    /// The stage's name as used in queue names, records and the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StageName::Verify => "verify",
-            StageName::Prepare => "prepare",
-            StageName::Documents => "documents",
-            StageName::Handover => "handover",
-            StageName::Confirm => "confirm",
-            StageName::Revenue => "revenue",
-        }
-    }
-
-    /// The events the stage's queue is bound to.
-    pub fn input_events(self) -> &'static [EventType] {
-        match self {
-            StageName::Verify => &[EventType::OrderPlaced, EventType::OrderAmended],
-            StageName::Prepare => &[EventType::OrderVerified],
-            StageName::Documents => &[EventType::GoodsPrepared],
-            StageName::Handover => &[EventType::DocumentsGenerated],
-            StageName::Confirm => &[
-                EventType::OrderHandedOver,
-                EventType::CustomerConfirmation,
-                EventType::AcceptanceDue,
-            ],
-            StageName::Revenue => &[
-                EventType::OrderVerified,
-                EventType::OrderHandedOver,
-                EventType::OrderDelivered,
-                EventType::OrderCustomerConfirmed,
-                EventType::InstalmentDue,
-                EventType::PaymentCaptured,
-            ],
-        }
-    }
-
-    /// The stage's implementation.
-    pub fn build(self, settings: &StageSettings) -> Arc<dyn Stage> {
-        match self {
-            StageName::Verify => Arc::new(verify::Verify::new(settings)),
-            StageName::Prepare => Arc::new(prepare::Prepare),
-            StageName::Documents => Arc::new(documents::Documents::new(settings)),
-            StageName::Handover => Arc::new(handover::Handover::new(settings)),
-            StageName::Confirm => Arc::new(confirm::Confirm::new(settings)),
-            StageName::Revenue => Arc::new(revenue::Revenue),
-        }
-    }
-}
-
-impl fmt::Display for StageName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A stage name that does not exist.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "unknown stage {0:?}; expected one of verify, prepare, documents, handover, confirm, revenue"
-)]
-pub struct UnknownStage(pub String);
-
-impl FromStr for StageName {
-    type Err = UnknownStage;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        StageName::ALL
-            .into_iter()
-            .find(|stage| stage.as_str() == s)
-            .ok_or_else(|| UnknownStage(s.to_owned()))
-    }
-}
-
-/// The role a person needs to resolve an escalated case.
+/// How a stage uses stock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// A contact-centre agent.
-    Agent,
-    /// A supervisor, with authority beyond an agent's.
-    Supervisor,
-    /// Customer service, for complaints and queries.
-    CustomerService,
-    /// Finance, for money and revenue questions.
-    Finance,
-    /// Operations, for messages the pipeline cannot read.
-    Operations,
+pub enum StockUse {
+    /// Not at all.
+    None,
+    /// Reads what is available (to check an order).
+    Read,
+    /// Allocates: the rows are locked for the batch, in SKU order.
+    Lock,
 }
 
-impl Role {
-    /// The role's name as stored.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Agent => "agent",
-            Role::Supervisor => "supervisor",
-            Role::CustomerService => "customer_service",
-            Role::Finance => "finance",
-            Role::Operations => "operations",
-        }
-    }
+/// What a stage needs loaded for its batch: parts of each order's history and reference data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    /// Live allocations.
+    pub allocations: bool,
+    /// How many documents are live.
+    pub documents: bool,
+    /// Pending timers.
+    pub timers: bool,
+    /// The customer's answers.
+    pub answers: bool,
+    /// Live recognitions.
+    pub recognitions: bool,
+    /// Ledger balances.
+    pub ledger: bool,
+    /// Whether `order.delivered` was emitted, and the booked service slots.
+    pub stage_records: bool,
+    /// Products (and, with `related`, the products they relate to).
+    pub products: bool,
+    /// Products related to the ordered ones, and what the customer bought before.
+    pub related: bool,
+    /// Customers, agents and delivery terms.
+    pub parties: bool,
+    /// Stock.
+    pub stock: StockUse,
+    /// Document number sequences, locked for the batch.
+    pub sequences: bool,
+    /// Payments already recorded, by the references the batch names.
+    pub payments: bool,
 }
 
-/// Why a stage cannot finish an order and who may resolve it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Escalation {
-    /// Machine-readable reason, such as `invalid_transition`.
-    pub reason: &'static str,
-    /// What went wrong, for a person. No personal data.
-    pub detail: String,
-    /// Who may resolve it.
-    pub role: Role,
+impl Needs {
+    /// Nothing at all.
+    pub const NOTHING: Needs = Needs {
+        allocations: false,
+        documents: false,
+        timers: false,
+        answers: false,
+        recognitions: false,
+        ledger: false,
+        stage_records: false,
+        products: false,
+        related: false,
+        parties: false,
+        stock: StockUse::None,
+        sequences: false,
+        payments: false,
+    };
 }
 
-impl Escalation {
-    /// An escalation with a reason, a detail and a role.
-    pub fn new(reason: &'static str, detail: impl Into<String>, role: Role) -> Self {
-        Self {
-            reason,
-            detail: detail.into(),
-            role,
-        }
-    }
-}
-
-/// The escalation for an event type a stage does not consume (its queue is bound only to the
-/// types it does, so this means a message was routed or published wrongly).
-pub fn unexpected(stage: StageName, event_type: EventType) -> StageError {
-    Escalation::new(
-        "unexpected_event_type",
-        format!("{stage} does not handle {event_type}"),
-        Role::Operations,
-    )
-    .into()
-}
-
-/// Why a stage did not handle an event.
-#[derive(Debug, thiserror::Error)]
-pub enum StageError {
-    /// Permanent: the event can never succeed as it is; a person must look at it.
-    #[error("escalated: {}: {}", .0.reason, .0.detail)]
-    Escalate(Escalation),
-    /// Transient: the database or broker failed; trying again may succeed.
-    #[error("transient failure: {0:#}")]
-    Transient(#[from] anyhow::Error),
-    /// The event came before what it needs, such as a payment before its order.
-    #[error("too early: {0}")]
-    TooEarly(TooEarly),
-}
-
-/// An event that came before what it needs (a payment before its order). The worker tries it
-/// again later through the stage's delay queue, as it does a transient failure; should it still
-/// be too early at the last attempt, it escalates with `if_never`.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{detail}")]
-pub struct TooEarly {
-    /// What is missing, for the log.
-    pub detail: String,
-    /// The escalation once the attempts are used up.
-    pub if_never: Escalation,
-}
-
-impl From<sqlx::Error> for StageError {
-    fn from(e: sqlx::Error) -> Self {
-        StageError::Transient(e.into())
-    }
-}
-
-impl From<Escalation> for StageError {
-    fn from(e: Escalation) -> Self {
-        StageError::Escalate(e)
-    }
-}
-
-/// What a stage did with an event it handled without error.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Handled {
-    /// The order advanced.
-    Advanced,
-    /// Recorded; the order waits for something else (such as the customer's answer).
-    Waiting,
-    /// Nothing to do: the order is already past this point, or the event is about an older
-    /// version of the order.
-    AlreadyDone,
-    /// The stage refused the order for a business reason. What the stage recorded is kept (the
-    /// refusal is in the order's timeline) and a review case is opened for a person with the
-    /// escalation's role.
-    Escalated(Escalation),
-}
-
-/// A stage of the pipeline.
-#[async_trait]
+/// A stage of the pipeline: a pure decision per delivery.
 pub trait Stage: Send + Sync {
     /// Which stage this is.
     fn name(&self) -> StageName;
 
-    /// Handles one event inside the delivery's transaction. Everything done through `ctx` commits
-    /// together or not at all.
-    async fn handle(
-        &self,
-        ctx: &mut StageContext<'_>,
-        event: &IncomingEvent,
-    ) -> Result<Handled, StageError>;
+    /// What the worker must load for a batch.
+    fn needs(&self) -> Needs;
+
+    /// The plan for one delivery. `view` is the order as recorded (with the effects of earlier
+    /// deliveries of the batch applied); `refs` the batch's reference data.
+    fn decide(&self, input: &Input<'_>, view: &OrderView, refs: &Reference) -> Plan;
+}
+
+/// The stage's implementation, configured.
+pub fn build(stage: StageName, settings: &StageSettings) -> Arc<dyn Stage> {
+    match stage {
+        StageName::Verify => Arc::new(verify::Verify::new(settings)),
+        StageName::Prepare => Arc::new(prepare::Prepare),
+        StageName::Documents => Arc::new(documents::Documents::new(settings)),
+        StageName::Handover => Arc::new(handover::Handover::new(settings)),
+        StageName::Confirm => Arc::new(confirm::Confirm::new(settings)),
+        StageName::Revenue => Arc::new(revenue::Revenue),
+    }
+}
+
+/// The case for an event a stage does not consume (its queue is bound only to the types it
+/// does, so a message was routed or published wrongly).
+pub fn unexpected_type(stage: StageName, payload: &Payload) -> Plan {
+    Plan::escalate(Escalation::new(
+        "unexpected_event_type",
+        format!("{stage} does not consume {}", payload.event_type()),
+        Role::Operations,
+    ))
+}
+
+/// The case for an event that does not fit the order's recorded state or history: forged, or
+/// out of place. Nothing is booked.
+pub fn unexpected_event(payload: &Payload, why: impl std::fmt::Display) -> Plan {
+    Plan::escalate(Escalation::new(
+        "unexpected_event",
+        format!(
+            "{} for order {}: {why}",
+            payload.event_type(),
+            payload.order_id()
+        ),
+        Role::Operations,
+    ))
+}
+
+/// The case for an event about an order that does not exist.
+pub fn unknown_order(payload: &Payload) -> Plan {
+    Plan::escalate(Escalation::new(
+        "unknown_order",
+        format!("order {} does not exist", payload.order_id()),
+        Role::Operations,
+    ))
+}
+
+/// Whether an order in `from` is ready to move to `to`: `Err(plan)` with the plan to return if
+/// not (already done when it is at or past `to`, a case when it is not there yet).
+pub fn ready(stage: StageName, from: OrderState, to: OrderState) -> Result<(), Plan> {
+    if from >= to {
+        return Err(Plan::already_done());
+    }
+    if !from.can_move_to(to) {
+        return Err(Plan::escalate(Escalation::new(
+            "invalid_transition",
+            format!("order is {from}; {stage} moves orders only to {to}"),
+            Role::Operations,
+        )));
+    }
+    Ok(())
 }

@@ -1,49 +1,51 @@
 //! revenue: recognises revenue when control passes, line by line, at the point each product's
 //! policy names, and keeps a double-entry ledger in minor units.
 //!
-//! | milestone event            | recognition points reached                          |
-//! |----------------------------|-----------------------------------------------------|
-//! | `order.verified`           | `on_order`                                          |
-//! | `order.handed_over`        | `on_order`, `on_dispatch`; service periods start   |
-//! | `order.delivered`          | ... and `on_delivery`                               |
-//! | `order.customer_confirmed` | ... and `on_acceptance` (acceptance implies receipt)|
-//! | `revenue.instalment_due`   | one instalment of a service over its period        |
+//! | milestone event            | recognition points reached                          | order must be |
+//! |----------------------------|-----------------------------------------------------|---------------|
+//! | `order.verified`           | `on_order`                                          | verified or later |
+//! | `order.handed_over`        | `on_order`, `on_dispatch`; service periods start   | handed over or later |
+//! | `order.delivered`          | ... and `on_delivery`                               | handed over or later |
+//! | `order.customer_confirmed` | ... and `on_acceptance` (acceptance implies receipt)| confirmed or later |
+//! | `revenue.instalment_due`   | one instalment of a service over its period        | handed over or later |
+//!
+//! A milestone the order's recorded state does not bear out (forged, or out of place) books
+//! nothing and goes to review as `unexpected_event`; one about a cancelled order, or an older
+//! version, is ignored.
 //!
 //! Each recognition posts: debit deferred revenue (as far as payments in advance cover it) and
 //! receivable (the rest) for the gross; credit revenue with the net and tax payable with the tax.
-//! `payment.captured` posts cash against the receivable, and any excess to deferred revenue.
-//! The order is complete when it is confirmed and every line is fully recognised.
+//! `payment.captured` posts cash against the receivable, and any excess to deferred revenue; a
+//! payment that would take what was paid beyond the order's gross total goes to finance
+//! (`overpayment`) instead. The order is complete when it is confirmed and every line is fully
+//! recognised.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::db;
-use crate::db::ledger::{Account, Entry, NewRecognition};
-use crate::db::orders::StoredOrder;
-use crate::db::timers::TimerKind;
 use crate::domain::catalogue::{Product, RecognitionPoint};
 use crate::domain::documents::{DocumentLine, priced_lines};
-use crate::domain::events::{
-    InstalmentDue, OrderCustomerConfirmed, OrderDelivered, OrderHandedOver, OrderVerified,
-    PaymentCaptured, RecognisedLine, RevenueRecognised,
-};
-use crate::domain::{EventType, OrderId, OrderState, money};
+use crate::domain::events::{Payload, PaymentCaptured, RecognisedLine, RevenueRecognised};
+use crate::domain::ledger::{Account, Entry, Posting, PostingKind};
+use crate::domain::timer::TimerKind;
+use crate::domain::{OrderState, money};
 
-use super::{
-    Escalation, Handled, IncomingEvent, Role, Stage, StageContext, StageError, StageName, TooEarly,
-};
+use super::plan::{Effect, Outcome, Payment, Plan, Recognition, Timer, TooEarly};
+use super::reference::Reference;
+use super::view::{Current, OrderView};
+use super::{Escalation, Input, Needs, Role, Stage, StageName};
 
 /// The revenue stage.
 pub struct Revenue;
 
-/// A milestone: what point it reaches, when control passed, and the evidence.
+/// A milestone: the point it reaches, when control passed, the version it is about (when the
+/// event says), and the state the order must have reached for it.
 struct Milestone {
-    order_id: OrderId,
-    version: Option<u32>,
     reached: RecognitionPoint,
     at: DateTime<Utc>,
+    version: Option<u32>,
+    needs: OrderState,
 }
 
 /// The points reached once `milestone` is: every point up to it in the order of the pipeline.
@@ -61,151 +63,132 @@ pub fn instalment(amount: i64, k: u32, n: u32) -> i64 {
     part(k) - part(k - 1)
 }
 
-#[async_trait]
 impl Stage for Revenue {
     fn name(&self) -> StageName {
         StageName::Revenue
     }
 
-    async fn handle(
-        &self,
-        ctx: &mut StageContext<'_>,
-        event: &IncomingEvent,
-    ) -> Result<Handled, StageError> {
+    fn needs(&self) -> Needs {
+        Needs {
+            recognitions: true,
+            ledger: true,
+            products: true,
+            payments: true,
+            ..Needs::NOTHING
+        }
+    }
+
+    fn decide(&self, input: &Input<'_>, view: &OrderView, refs: &Reference) -> Plan {
         use RecognitionPoint::*;
-        let milestone = match event.event_type {
-            EventType::OrderVerified => {
-                let e: OrderVerified = event.payload()?;
-                Milestone {
-                    order_id: e.order_id,
-                    version: Some(e.version),
-                    reached: OnOrder,
-                    at: event.envelope.time,
-                }
+        let (reached, at, version, needs) = match input.payload {
+            Payload::OrderVerified(e) => (
+                OnOrder,
+                input.event_time,
+                Some(e.version),
+                OrderState::Verified,
+            ),
+            Payload::OrderHandedOver(e) => (
+                OnDispatch,
+                e.handed_over_at,
+                Some(e.version),
+                OrderState::HandedOver,
+            ),
+            Payload::OrderDelivered(e) => {
+                (OnDelivery, e.delivered_at, None, OrderState::HandedOver)
             }
-            EventType::OrderHandedOver => {
-                let e: OrderHandedOver = event.payload()?;
-                Milestone {
-                    order_id: e.order_id,
-                    version: Some(e.version),
-                    reached: OnDispatch,
-                    at: e.handed_over_at,
-                }
+            Payload::OrderCustomerConfirmed(e) => {
+                (OnAcceptance, e.confirmed_at, None, OrderState::Confirmed)
             }
-            EventType::OrderDelivered => {
-                let e: OrderDelivered = event.payload()?;
-                Milestone {
-                    order_id: e.order_id,
-                    version: None,
-                    reached: OnDelivery,
-                    at: e.delivered_at,
-                }
-            }
-            EventType::OrderCustomerConfirmed => {
-                let e: OrderCustomerConfirmed = event.payload()?;
-                Milestone {
-                    order_id: e.order_id,
-                    version: None,
-                    reached: OnAcceptance,
-                    at: e.confirmed_at,
-                }
-            }
-            EventType::InstalmentDue => return instalment_due(ctx, event, event.payload()?).await,
-            EventType::PaymentCaptured => return payment(ctx, event.payload()?).await,
-            other => return Err(super::unexpected(StageName::Revenue, other)),
+            Payload::InstalmentDue(_) => return instalment_due(input, view, refs),
+            Payload::PaymentCaptured(paid) => return payment(paid, view, refs),
+            other => return super::unexpected_type(StageName::Revenue, other),
         };
-        milestone_reached(ctx, event, milestone).await
+        let milestone = Milestone {
+            reached,
+            at,
+            version,
+            needs,
+        };
+        milestone_reached(input, &milestone, view, refs)
     }
 }
 
-async fn milestone_reached(
-    ctx: &mut StageContext<'_>,
-    event: &IncomingEvent,
-    milestone: Milestone,
-) -> Result<Handled, StageError> {
-    let order = ctx.order(&milestone.order_id).await?;
-    if milestone.version.is_some_and(|v| v < order.order.version) {
-        return Ok(Handled::AlreadyDone);
+/// The order, if the event fits its recorded state: `Err` with the plan to return if not.
+fn order_for<'v>(
+    input: &Input<'_>,
+    view: &'v OrderView,
+    version: Option<u32>,
+    needs: OrderState,
+) -> Result<&'v Current, Plan> {
+    let Some(current) = &view.current else {
+        return Err(super::unknown_order(input.payload));
+    };
+    match version {
+        Some(v) if v < current.order.version => return Err(Plan::already_done()),
+        Some(v) if v > current.order.version => {
+            let why = format!("version {v} was never recorded");
+            return Err(super::unexpected_event(input.payload, why));
+        }
+        _ => {}
     }
-    let (lines, products) = lines_and_products(ctx, &order).await?;
+    if current.state == OrderState::Cancelled {
+        return Err(Plan::already_done());
+    }
+    if current.state < needs {
+        let why = format!("the order is {}, not yet {needs}", current.state);
+        return Err(super::unexpected_event(input.payload, why));
+    }
+    Ok(current)
+}
+
+fn milestone_reached(
+    input: &Input<'_>,
+    milestone: &Milestone,
+    view: &OrderView,
+    refs: &Reference,
+) -> Plan {
+    let current = match order_for(input, view, milestone.version, milestone.needs) {
+        Ok(current) => current,
+        Err(plan) => return plan,
+    };
+    let lines = priced_lines(&current.order, &refs.products);
+    let mut plan = Plan::new(Outcome::Waiting);
     if milestone.reached == RecognitionPoint::OnDispatch {
-        schedule_instalments(ctx, &order, &lines, &products, milestone.at).await?;
+        plan.effects
+            .extend(instalment_timers(&lines, &refs.products, milestone.at));
     }
     let points = points_reached(milestone.reached);
     let due: Vec<(&DocumentLine, u32)> = lines
         .iter()
         .filter(|l| {
-            products
+            refs.products
                 .get(&l.sku)
                 .is_some_and(|p| points.contains(&p.recognition))
         })
         .map(|l| (l, 0))
         .collect();
-    let recognised = recognise(
-        ctx,
-        &order,
-        &products,
-        &due,
-        milestone.reached,
-        milestone.at,
-        event.id(),
-    )
-    .await?;
-    finish(ctx, &order, recognised, &lines, &products).await
-}
-
-/// Completes the order if it is now fully recognised, and writes one timeline record for what
-/// this delivery did.
-async fn finish(
-    ctx: &mut StageContext<'_>,
-    order: &StoredOrder,
-    recognised: Option<RevenueRecognised>,
-    lines: &[DocumentLine],
-    products: &std::collections::HashMap<String, Product>,
-) -> Result<Handled, StageError> {
-    let completed = complete_if_done(ctx, order, lines, products).await?;
-    if recognised.is_none() && !completed {
-        return Ok(Handled::Waiting);
-    }
-    let id = order.order.order_id.as_str();
-    let revenue_minor = -db::ledger::balance(ctx.conn(), id, Account::Revenue).await?;
-    let state = if completed {
-        OrderState::Completed
-    } else {
-        order.state
+    let recognised = Recognised {
+        basis: milestone.reached,
+        at: milestone.at,
+        evidence: input.message_id,
     };
-    let detail = serde_json::json!({
-        "recognised": recognised,
-        "revenue_to_date_minor": revenue_minor,
-        "completed": completed,
-    });
-    ctx.record(&order.order.order_id, state, &detail).await?;
-    Ok(Handled::Advanced)
+    finish(
+        plan,
+        current,
+        view,
+        refs,
+        &lines,
+        recognised.lines(&due, view, refs),
+    )
 }
 
-async fn lines_and_products(
-    ctx: &mut StageContext<'_>,
-    order: &StoredOrder,
-) -> Result<
-    (
-        Vec<DocumentLine>,
-        std::collections::HashMap<String, Product>,
-    ),
-    StageError,
-> {
-    let skus: Vec<String> = order.order.lines.iter().map(|l| l.sku.clone()).collect();
-    let products = ctx.products(&skus).await?;
-    Ok((priced_lines(&order.order, &products), products))
-}
-
-/// Schedules every instalment of every service recognised over its period, from `start`.
-async fn schedule_instalments(
-    ctx: &mut StageContext<'_>,
-    order: &StoredOrder,
+/// Timers for every instalment of every service recognised over its period, from `start`.
+fn instalment_timers(
     lines: &[DocumentLine],
-    products: &std::collections::HashMap<String, Product>,
+    products: &HashMap<String, Product>,
     start: DateTime<Utc>,
-) -> Result<(), StageError> {
+) -> Vec<Effect> {
+    let mut timers = Vec::new();
     for line in lines {
         let Some(product) = products.get(&line.sku) else {
             continue;
@@ -214,54 +197,54 @@ async fn schedule_instalments(
         else {
             continue;
         };
-        if product.recognition != RecognitionPoint::OverServicePeriod {
+        if product.recognition != RecognitionPoint::OverServicePeriod || n == 0 {
             continue;
         }
         for k in 1..=n {
-            let offset =
-                chrono::Duration::milliseconds(period * 1000 * i64::from(k) / i64::from(n));
-            let payload = serde_json::json!({ "line_no": line.line_no, "instalment": k });
-            let id = order.order.order_id.as_str();
-            db::timers::schedule(
-                ctx.conn(),
-                id,
-                TimerKind::InstalmentDue,
-                start + offset,
-                payload,
-            )
-            .await?;
+            let millis = i128::from(period) * 1000 * i128::from(k) / i128::from(n);
+            let offset = chrono::Duration::milliseconds(i64::try_from(millis).unwrap_or(i64::MAX));
+            timers.push(Effect::Schedule(Timer {
+                kind: TimerKind::InstalmentDue,
+                due_at: start.checked_add_signed(offset).unwrap_or(start),
+                payload: serde_json::json!({ "line_no": line.line_no, "instalment": k }),
+            }));
         }
     }
-    Ok(())
+    timers
 }
 
-async fn instalment_due(
-    ctx: &mut StageContext<'_>,
-    event: &IncomingEvent,
-    due: InstalmentDue,
-) -> Result<Handled, StageError> {
-    let order = ctx.order(&due.order_id).await?;
-    let (lines, products) = lines_and_products(ctx, &order).await?;
-    let Some(line) = lines.iter().find(|l| l.line_no == due.line_no) else {
-        return Ok(Handled::AlreadyDone);
+fn instalment_due(input: &Input<'_>, view: &OrderView, refs: &Reference) -> Plan {
+    let Payload::InstalmentDue(due) = input.payload else {
+        return super::unexpected_type(StageName::Revenue, input.payload);
     };
-    let recognised = recognise(
-        ctx,
-        &order,
-        &products,
-        &[(line, due.instalment)],
-        RecognitionPoint::OverServicePeriod,
-        due.due_at,
-        event.id(),
+    let current = match order_for(input, view, None, OrderState::HandedOver) {
+        Ok(current) => current,
+        Err(plan) => return plan,
+    };
+    let lines = priced_lines(&current.order, &refs.products);
+    let Some(line) = lines.iter().find(|l| l.line_no == due.line_no) else {
+        return Plan::already_done();
+    };
+    let recognised = Recognised {
+        basis: RecognitionPoint::OverServicePeriod,
+        at: due.due_at,
+        evidence: input.message_id,
+    };
+    let new = recognised.lines(&[(line, due.instalment)], view, refs);
+    finish(
+        Plan::new(Outcome::Waiting),
+        current,
+        view,
+        refs,
+        &lines,
+        new,
     )
-    .await?;
-    finish(ctx, &order, recognised, &lines, &products).await
 }
 
 /// The amount and tax of one line (whole, or one instalment of a service over its period).
-fn portion(line: &DocumentLine, instalment_no: u32, products: Option<&Product>) -> (i64, i64) {
-    match (instalment_no, products.and_then(|p| p.service_instalments)) {
-        (0, _) | (_, None) => (line.net_minor, line.tax_minor),
+fn portion(line: &DocumentLine, instalment_no: u32, product: Option<&Product>) -> (i64, i64) {
+    match (instalment_no, product.and_then(|p| p.service_instalments)) {
+        (0, _) | (_, None) | (_, Some(0)) => (line.net_minor, line.tax_minor),
         (k, Some(n)) => (
             instalment(line.net_minor, k, n),
             instalment(line.tax_minor, k, n),
@@ -269,158 +252,242 @@ fn portion(line: &DocumentLine, instalment_no: u32, products: Option<&Product>) 
     }
 }
 
-/// Recognises the given (line, instalment) pairs not yet recognised; posts the ledger and emits
-/// `revenue.recognised`. Returns what was recognised, if anything.
-async fn recognise(
-    ctx: &mut StageContext<'_>,
-    order: &StoredOrder,
-    products: &std::collections::HashMap<String, Product>,
-    due: &[(&DocumentLine, u32)],
+/// What a milestone or instalment recognises: on what basis, when and on what evidence.
+struct Recognised<'a> {
     basis: RecognitionPoint,
-    control_passed_at: DateTime<Utc>,
-    evidence: &str,
-) -> Result<Option<RevenueRecognised>, StageError> {
-    let id = order.order.order_id.as_str();
-    let evidence = vec![evidence.to_owned()];
-    let mut recognised = Vec::new();
-    for (line, k) in due {
-        let product = products.get(&line.sku);
-        let (amount, tax) = portion(line, *k, product);
-        let new = NewRecognition {
-            order_id: id,
-            line_no: line.line_no,
-            instalment: *k,
-            amount_minor: amount,
+    at: DateTime<Utc>,
+    evidence: &'a str,
+}
+
+impl Recognised<'_> {
+    /// The (line, instalment) pairs not yet recognised, as recognitions.
+    fn lines(
+        &self,
+        due: &[(&DocumentLine, u32)],
+        view: &OrderView,
+        refs: &Reference,
+    ) -> Vec<(Recognition, String)> {
+        due.iter()
+            .filter(|(line, k)| !view.recognised.contains_key(&(line.line_no, *k)))
+            .map(|(line, k)| {
+                let product = refs.products.get(&line.sku);
+                let (amount, tax) = portion(line, *k, product);
+                let recognition = Recognition {
+                    line_no: line.line_no,
+                    instalment: *k,
+                    amount_minor: amount,
+                    tax_minor: tax,
+                    basis: product.map_or(self.basis, |p| p.recognition).as_str(),
+                    control_passed_at: self.at,
+                    evidence: self.evidence.to_owned(),
+                };
+                (recognition, line.sku.clone())
+            })
+            .collect()
+    }
+}
+
+/// Books what was recognised (ledger and `revenue.recognised`), completes the order if it is
+/// now fully recognised, and records what this delivery did.
+fn finish(
+    mut plan: Plan,
+    current: &Current,
+    view: &OrderView,
+    refs: &Reference,
+    lines: &[DocumentLine],
+    new: Vec<(Recognition, String)>,
+) -> Plan {
+    let net: i64 = new.iter().map(|(r, _)| r.amount_minor).sum();
+    let tax: i64 = new.iter().map(|(r, _)| r.tax_minor).sum();
+    let event = (!new.is_empty()).then(|| {
+        let first = &new[0].0;
+        RevenueRecognised {
+            order_id: current.order.order_id.clone(),
+            lines: new
+                .iter()
+                .map(|(r, sku)| RecognisedLine {
+                    line_no: r.line_no,
+                    sku: sku.clone(),
+                    instalment: r.instalment,
+                    amount_minor: r.amount_minor,
+                    tax_minor: r.tax_minor,
+                })
+                .collect(),
+            amount_minor: net,
             tax_minor: tax,
-            basis: product.map_or(basis, |p| p.recognition).as_str(),
-            control_passed_at,
-            evidence: &evidence,
-        };
-        if db::ledger::recognise(ctx.conn(), &new).await? {
-            recognised.push(RecognisedLine {
-                line_no: line.line_no,
-                sku: line.sku.clone(),
-                instalment: *k,
-                amount_minor: amount,
-                tax_minor: tax,
-            });
+            currency: current.order.currency,
+            basis: basis_of(first.basis),
+            control_passed_at: first.control_passed_at,
+            evidence_event_ids: vec![first.evidence.clone()],
         }
+    });
+    let done: Vec<(u32, u32)> = view
+        .recognised
+        .keys()
+        .copied()
+        .chain(new.iter().map(|(r, _)| (r.line_no, r.instalment)))
+        .collect();
+    for (recognition, _) in new {
+        plan = plan.with(Effect::Recognise(recognition));
     }
-    if recognised.is_empty() {
-        return Ok(None);
+    if let Some(event) = &event {
+        let basis = event.basis;
+        plan = plan.with(Effect::Post(recognition_posting(view, net, tax, basis)));
     }
-    let amount: i64 = recognised.iter().map(|l| l.amount_minor).sum();
-    let tax: i64 = recognised.iter().map(|l| l.tax_minor).sum();
-    post_recognition(ctx, order, amount, tax, basis).await?;
-    let event = RevenueRecognised {
-        order_id: order.order.order_id.clone(),
-        lines: recognised,
-        amount_minor: amount,
-        tax_minor: tax,
-        currency: order.order.currency,
-        basis,
-        control_passed_at,
-        evidence_event_ids: evidence,
+    let completed =
+        current.state == OrderState::Confirmed && fully_recognised(lines, &refs.products, &done);
+    if completed {
+        plan = plan.with(Effect::Move(OrderState::Completed));
+    }
+    if event.is_none() && !completed {
+        return plan;
+    }
+    let state = if completed {
+        OrderState::Completed
+    } else {
+        current.state
     };
-    ctx.emit(&event).await?;
-    Ok(Some(event))
+    let detail = serde_json::json!({
+        "recognised": event,
+        "revenue_to_date_minor": -view.balance(Account::Revenue) + net,
+        "completed": completed,
+    });
+    plan.outcome = Outcome::Advanced;
+    let plan = plan.recording(state, &detail);
+    match event {
+        Some(event) => plan.emitting(event),
+        None => plan,
+    }
+}
+
+fn basis_of(name: &str) -> RecognitionPoint {
+    use RecognitionPoint::*;
+    [
+        OnOrder,
+        OnDispatch,
+        OnDelivery,
+        OnAcceptance,
+        OverServicePeriod,
+    ]
+    .into_iter()
+    .find(|p| p.as_str() == name)
+    .unwrap_or(OnAcceptance)
+}
+
+/// Whether every line (and every instalment of a service over its period) is recognised.
+fn fully_recognised(
+    lines: &[DocumentLine],
+    products: &HashMap<String, Product>,
+    done: &[(u32, u32)],
+) -> bool {
+    lines.iter().all(|line| {
+        let over_period = products.get(&line.sku).and_then(|p| {
+            (p.recognition == RecognitionPoint::OverServicePeriod).then_some(p.service_instalments?)
+        });
+        match over_period {
+            Some(n) => (1..=n).all(|k| done.contains(&(line.line_no, k))),
+            None => done.contains(&(line.line_no, 0)),
+        }
+    })
 }
 
 /// Debit deferred revenue (what advance payments cover) and receivable (the rest) with the
 /// gross; credit revenue with the net and tax payable with the tax.
-async fn post_recognition(
-    ctx: &mut StageContext<'_>,
-    order: &StoredOrder,
-    net: i64,
-    tax: i64,
-    basis: RecognitionPoint,
-) -> Result<(), StageError> {
-    let id = order.order.order_id.as_str();
-    let deferred = -db::ledger::balance(ctx.conn(), id, Account::DeferredRevenue).await?;
+fn recognition_posting(view: &OrderView, net: i64, tax: i64, basis: RecognitionPoint) -> Posting {
+    let deferred = -view.balance(Account::DeferredRevenue);
     let gross = net + tax;
     let from_deferred = deferred.clamp(0, gross);
-    let entries = [
+    let entries = vec![
         Entry::Debit(Account::DeferredRevenue, from_deferred),
         Entry::Debit(Account::Receivable, gross - from_deferred),
         Entry::Credit(Account::Revenue, net),
         Entry::Credit(Account::TaxPayable, tax),
     ];
     let memo = format!("recognised {}", basis.as_str());
-    db::ledger::post(
-        ctx.conn(),
-        id,
-        order.order.currency.as_str(),
-        &memo,
-        &entries,
-    )
-    .await?;
-    Ok(())
+    Posting::new(PostingKind::Recognition, memo, entries).expect("a recognition balances")
 }
 
-/// Completes a confirmed order once every line is fully recognised. `order` is as this delivery
-/// read it; nothing the revenue stage does moves it, so it is still current.
-async fn complete_if_done(
-    ctx: &mut StageContext<'_>,
-    order: &StoredOrder,
-    lines: &[DocumentLine],
-    products: &std::collections::HashMap<String, Product>,
-) -> Result<bool, StageError> {
-    if order.state != OrderState::Confirmed {
-        return Ok(false);
-    }
-    let done: HashSet<(u32, u32)> =
-        db::ledger::recognised(ctx.conn(), order.order.order_id.as_str())
-            .await?
-            .into_iter()
-            .collect();
-    let fully = lines.iter().all(|line| {
-        match products.get(&line.sku).and_then(|p| {
-            (p.recognition == RecognitionPoint::OverServicePeriod).then_some(p.service_instalments?)
-        }) {
-            Some(n) => (1..=n).all(|k| done.contains(&(line.line_no, k))),
-            None => done.contains(&(line.line_no, 0)),
+/// The effects that take back every recognition of the order: the recognitions marked reversed
+/// and a posting that returns revenue, tax and what they were booked against to zero. Empty
+/// when nothing is recognised. For amendments and cancellations.
+pub fn reverse_recognised(view: &OrderView, memo: &str) -> Vec<Effect> {
+    let mut nets: Vec<(Account, i64)> = Vec::new();
+    for account in Account::ALL {
+        let net: i64 = [PostingKind::Recognition, PostingKind::Reversal]
+            .iter()
+            .map(|kind| view.ledger.get(&(account, *kind)).copied().unwrap_or(0))
+            .sum();
+        if net != 0 {
+            nets.push((account, net));
         }
-    });
-    if !fully {
-        return Ok(false);
     }
-    Ok(ctx.advance(order, OrderState::Completed).await?.is_none())
+    let mut effects = Vec::new();
+    if !view.recognised.is_empty() {
+        effects.push(Effect::ReverseRecognitions);
+    }
+    if !nets.is_empty() {
+        let entries = nets
+            .into_iter()
+            .map(|(account, net)| match net > 0 {
+                true => Entry::Credit(account, net),
+                false => Entry::Debit(account, -net),
+            })
+            .collect();
+        let posting = Posting::new(PostingKind::Reversal, format!("reversal: {memo}"), entries)
+            .expect("reversing balanced postings balances");
+        effects.push(Effect::Post(posting));
+    }
+    effects
 }
 
 /// Records a payment: cash against the receivable, any excess as deferred revenue. A payment
 /// may be captured before its order reaches the pipeline: it is tried again later, and goes to
 /// finance only if the order never comes.
-async fn payment(ctx: &mut StageContext<'_>, paid: PaymentCaptured) -> Result<Handled, StageError> {
-    let Some(order) = ctx.find_order(&paid.order_id).await? else {
-        return Err(StageError::TooEarly(payment_before_order(&paid)));
+fn payment(paid: &PaymentCaptured, view: &OrderView, refs: &Reference) -> Plan {
+    let Some(current) = &view.current else {
+        return Plan::new(Outcome::TooEarly(payment_before_order(paid)));
     };
-    let id = paid.order_id.as_str();
-    if paid.currency != order.order.currency || paid.amount_minor <= 0 {
-        return Err(Escalation::new(
-            "payment_mismatch",
-            format!(
-                "payment {} of {} {} does not fit order in {}",
-                paid.payment_reference, paid.amount_minor, paid.currency, order.order.currency
-            ),
-            Role::Finance,
-        )
-        .into());
+    let finance =
+        |reason, detail: String| Plan::escalate(Escalation::new(reason, detail, Role::Finance));
+    let order = &current.order;
+    if paid.currency != order.currency {
+        let detail = format!(
+            "payment {} of {} {} does not fit order in {}",
+            paid.payment_reference, paid.amount_minor, paid.currency, order.currency
+        );
+        return finance("payment_mismatch", detail);
     }
-    let new = db::ledger::record_payment(
-        ctx.conn(),
-        id,
-        &paid.payment_reference,
-        paid.amount_minor,
-        paid.currency.as_str(),
-        paid.captured_at,
-    )
-    .await?;
-    if !new {
-        return Ok(Handled::AlreadyDone);
+    if let Some(known) = refs.payments.get(&paid.payment_reference) {
+        if known.order_id == order.order_id.as_str() && known.amount_minor == paid.amount_minor {
+            return Plan::already_done();
+        }
+        let detail = format!(
+            "payment reference {} was already recorded for order {} ({})",
+            paid.payment_reference,
+            known.order_id,
+            money::format(known.amount_minor, order.currency)
+        );
+        return finance("duplicate_payment_reference", detail);
     }
-    let receivable = db::ledger::balance(ctx.conn(), id, Account::Receivable).await?;
+    let gross: i64 = priced_lines(order, &refs.products)
+        .iter()
+        .map(|l| l.net_minor + l.tax_minor)
+        .sum();
+    let paid_before = view.balance(Account::Cash);
+    if paid_before + paid.amount_minor > gross {
+        let detail = format!(
+            "payment {} of {} would bring what was paid for order {} to {}, above its total of {}",
+            paid.payment_reference,
+            money::format(paid.amount_minor, order.currency),
+            order.order_id,
+            money::format(paid_before + paid.amount_minor, order.currency),
+            money::format(gross, order.currency)
+        );
+        return finance("overpayment", detail);
+    }
+    let receivable = view.balance(Account::Receivable);
     let against_receivable = receivable.clamp(0, paid.amount_minor);
-    let entries = [
+    let entries = vec![
         Entry::Debit(Account::Cash, paid.amount_minor),
         Entry::Credit(Account::Receivable, against_receivable),
         Entry::Credit(
@@ -428,17 +495,21 @@ async fn payment(ctx: &mut StageContext<'_>, paid: PaymentCaptured) -> Result<Ha
             paid.amount_minor - against_receivable,
         ),
     ];
-    db::ledger::post(
-        ctx.conn(),
-        id,
-        paid.currency.as_str(),
-        "payment captured",
-        &entries,
-    )
-    .await?;
-    let detail = serde_json::json!({ "payment_reference": paid.payment_reference, "amount_minor": paid.amount_minor });
-    ctx.record(&paid.order_id, order.state, &detail).await?;
-    Ok(Handled::Waiting)
+    let posting = Posting::new(PostingKind::Payment, "payment captured", entries)
+        .expect("a payment balances");
+    let detail = serde_json::json!({
+        "payment_reference": paid.payment_reference,
+        "amount_minor": paid.amount_minor,
+    });
+    Plan::new(Outcome::Waiting)
+        .with(Effect::RecordPayment(Payment {
+            reference: paid.payment_reference.clone(),
+            amount_minor: paid.amount_minor,
+            currency: paid.currency,
+            captured_at: paid.captured_at,
+        }))
+        .with(Effect::Post(posting))
+        .recording(current.state, &detail)
 }
 
 fn payment_before_order(paid: &PaymentCaptured) -> TooEarly {
@@ -462,7 +533,9 @@ fn payment_before_order(paid: &PaymentCaptured) -> TooEarly {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixtures::*;
     use super::*;
+    use crate::domain::events::{ConfirmationBasis, OrderCustomerConfirmed, OrderVerified};
 
     #[test]
     fn instalments_add_up_exactly() {
@@ -481,5 +554,119 @@ mod tests {
             points_reached(OnAcceptance),
             vec![OnOrder, OnDispatch, OnDelivery, OnAcceptance]
         );
+    }
+
+    fn accepted() -> Payload {
+        Payload::OrderCustomerConfirmed(OrderCustomerConfirmed {
+            order_id: order_id(),
+            basis: ConfirmationBasis::Explicit,
+            confirmed_at: now(),
+        })
+    }
+
+    fn posted(plan: &Plan) -> i64 {
+        plan.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Post(p) => Some(
+                    p.entries
+                        .iter()
+                        .filter_map(|e| match e {
+                            Entry::Credit(Account::Revenue, m) => Some(*m),
+                            _ => None,
+                        })
+                        .sum::<i64>(),
+                ),
+                _ => None,
+            })
+            .sum()
+    }
+
+    #[test]
+    fn a_milestone_the_order_has_not_reached_books_nothing() {
+        let cases = [
+            (Some(OrderState::Placed), "unexpected_event", 0),
+            (Some(OrderState::HandedOver), "unexpected_event", 0),
+            (Some(OrderState::Cancelled), "already_done", 0),
+            (None, "unknown_order", 0),
+            (Some(OrderState::Confirmed), "advanced", 2500),
+        ];
+        for (state, expect, revenue) in cases {
+            let view = view_in(state, mug_order(2));
+            let payload = accepted();
+            let plan = Revenue.decide(&input(&payload), &view, &catalogue());
+            assert_eq!(outcome_name(&plan), expect, "{state:?}");
+            assert_eq!(posted(&plan), revenue, "{state:?}");
+        }
+    }
+
+    #[test]
+    fn acceptance_completes_a_confirmed_order_once() {
+        let mut view = view_in(Some(OrderState::Confirmed), mug_order(2));
+        let payload = accepted();
+        let mut refs = catalogue();
+        let plan = Revenue.decide(&input(&payload), &view, &refs);
+        assert!(plan.effects.contains(&Effect::Move(OrderState::Completed)));
+        assert_eq!(plan.emit.len(), 1);
+        for effect in &plan.effects {
+            view.apply(effect, "m", &mut refs);
+        }
+        let again = Revenue.decide(&input(&payload), &view, &refs);
+        assert_eq!(posted(&again), 0, "recognised once");
+    }
+
+    #[test]
+    fn payments_book_against_the_receivable_and_never_beyond_the_total() {
+        let paid = |amount: i64, reference: &str| {
+            Payload::PaymentCaptured(PaymentCaptured {
+                order_id: order_id(),
+                payment_reference: reference.into(),
+                amount_minor: amount,
+                currency: gbp(),
+                captured_at: now(),
+            })
+        };
+        let view = view_in(Some(OrderState::Verified), mug_order(2));
+        let refs = catalogue();
+        // Two mugs: 2500 net + 500 tax.
+        assert_eq!(
+            outcome_name(&Revenue.decide(&input(&paid(3000, "P1")), &view, &refs)),
+            "waiting"
+        );
+        assert_eq!(
+            outcome_name(&Revenue.decide(&input(&paid(3001, "P1")), &view, &refs)),
+            "overpayment"
+        );
+        assert_eq!(
+            outcome_name(&Revenue.decide(&input(&paid(i64::MAX, "P1")), &view, &refs)),
+            "overpayment"
+        );
+        let early = Revenue.decide(&input(&paid(10, "P2")), &view_in(None, mug_order(1)), &refs);
+        assert!(matches!(early.outcome, Outcome::TooEarly(_)));
+    }
+
+    #[test]
+    fn amendments_reverse_exactly_what_was_recognised() {
+        let mut view = view_in(Some(OrderState::Verified), mug_order(2));
+        let mut refs = catalogue();
+        refs.products.get_mut("MUG").unwrap().recognition = RecognitionPoint::OnOrder;
+        let verified = Payload::OrderVerified(OrderVerified {
+            order_id: order_id(),
+            version: 1,
+            total_minor: 2500,
+            currency: gbp(),
+        });
+        let plan = Revenue.decide(&input(&verified), &view, &refs);
+        for effect in &plan.effects {
+            view.apply(effect, "m", &mut refs);
+        }
+        assert_eq!(view.balance(Account::Revenue), -2500);
+        for effect in reverse_recognised(&view, "order amended") {
+            view.apply(&effect, "m", &mut refs);
+        }
+        for account in Account::ALL {
+            assert_eq!(view.balance(account), 0, "{account}");
+        }
+        assert!(view.recognised.is_empty());
     }
 }

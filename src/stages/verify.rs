@@ -3,27 +3,24 @@
 //!
 //! `order.amended` (a higher version of the whole order) is verified again; while the order is
 //! not yet handed over its allocations are released, its documents voided and any revenue
-//! recognised for the old version reversed, and the order starts again from `verified`. An
+//! recognised for the old version reversed, and the order starts again from `placed`. An
 //! amendment after handover is refused to review; a version not above the current one is stale
 //! and ignored. Every version is kept.
 
 use std::collections::HashMap;
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::db;
-use crate::db::orders::StoredOrder;
-use crate::domain::catalogue::{
-    Agent, Customer, DeliveryTerms, IdentityStatus, Product, ProductKind,
-};
-use crate::domain::events::{OrderAmended, OrderPlaced, OrderVerified};
+use crate::domain::catalogue::{Agent, IdentityStatus, ProductKind};
+use crate::domain::events::{OrderVerified, Payload};
 use crate::domain::order::IdentityResult;
-use crate::domain::{EventType, Order, OrderState, money};
+use crate::domain::{Order, OrderState, money};
 use crate::settings::StageSettings;
 
-use super::{Escalation, Handled, IncomingEvent, Role, Stage, StageContext, StageError, StageName};
+use super::plan::{Effect, Outcome, Plan};
+use super::reference::Reference;
+use super::view::{Current, OrderView};
+use super::{Escalation, Input, Needs, Role, Stage, StageName, StockUse};
 
 /// The verify stage.
 pub struct Verify {
@@ -37,23 +34,6 @@ impl Verify {
             default_terms: settings.default_delivery_terms.clone(),
         }
     }
-}
-
-/// The internal records an order is checked against.
-#[derive(Debug, Default)]
-pub struct References {
-    /// The order's customer (`None` if unknown or erased).
-    pub customer: Option<Customer>,
-    /// When the customer's personal data was erased, if it was.
-    pub customer_erased_at: Option<DateTime<Utc>>,
-    /// The order's products, by SKU.
-    pub products: HashMap<String, Product>,
-    /// Units available, by SKU.
-    pub stock: HashMap<String, i64>,
-    /// The agent who placed the order.
-    pub agent: Option<Agent>,
-    /// The order's delivery terms.
-    pub terms: Option<DeliveryTerms>,
 }
 
 /// What verify records for an order.
@@ -77,6 +57,117 @@ pub struct Verification {
     pub agent_id: Option<String>,
 }
 
+impl Stage for Verify {
+    fn name(&self) -> StageName {
+        StageName::Verify
+    }
+
+    fn needs(&self) -> Needs {
+        Needs {
+            allocations: true,
+            documents: true,
+            recognitions: true,
+            ledger: true,
+            products: true,
+            parties: true,
+            stock: StockUse::Read,
+            ..Needs::NOTHING
+        }
+    }
+
+    fn decide(&self, input: &Input<'_>, view: &OrderView, refs: &Reference) -> Plan {
+        match input.payload {
+            Payload::OrderPlaced(placed) => self.placed(&placed.order, view, refs),
+            Payload::OrderAmended(amended) => self.amended(&amended.order, view, refs),
+            other => super::unexpected_type(StageName::Verify, other),
+        }
+    }
+}
+
+impl Verify {
+    fn placed(&self, order: &Order, view: &OrderView, refs: &Reference) -> Plan {
+        match &view.current {
+            // Refused before and sent again from review: check it again.
+            Some(existing) if existing.order == *order && existing.state == OrderState::Placed => {
+                self.verify(existing, refs, Plan::new(Outcome::Advanced))
+            }
+            Some(existing) if existing.order == *order => Plan::already_done(),
+            Some(_) => Plan::escalate(Escalation::new(
+                "duplicate_order_id",
+                format!(
+                    "order {} already exists with different content",
+                    order.order_id
+                ),
+                Role::Supervisor,
+            )),
+            None => {
+                let plan = Plan::new(Outcome::Advanced)
+                    .with(Effect::Place(order.clone()))
+                    .with(Effect::KeepVersion(order.clone()));
+                let placed = Current {
+                    state: OrderState::Placed,
+                    order: order.clone(),
+                };
+                self.verify(&placed, refs, plan)
+            }
+        }
+    }
+
+    fn amended(&self, amended: &Order, view: &OrderView, refs: &Reference) -> Plan {
+        let Some(stored) = &view.current else {
+            return Plan::escalate(Escalation::new(
+                "unknown_order",
+                format!("order {} does not exist", amended.order_id),
+                Role::Operations,
+            ));
+        };
+        if amended.version <= stored.order.version {
+            return Plan::already_done();
+        }
+        let plan = Plan::new(Outcome::Advanced).with(Effect::KeepVersion(amended.clone()));
+        if !stored.state.can_amend() {
+            let refusal = Escalation::new(
+                "amendment_after_handover",
+                format!(
+                    "version {} arrived after the order was {}; it can no longer be changed",
+                    amended.version, stored.state
+                ),
+                Role::Supervisor,
+            );
+            return plan.refused(stored.state, refusal);
+        }
+        let mut plan = plan.with(Effect::ReleaseStock).with(Effect::VoidDocuments);
+        for effect in super::revenue::reverse_recognised(view, "order amended") {
+            plan = plan.with(effect);
+        }
+        let plan = plan.with(Effect::Amend(amended.clone()));
+        let restarted = Current {
+            state: OrderState::Placed,
+            order: amended.clone(),
+        };
+        self.verify(&restarted, refs, plan)
+    }
+
+    fn verify(&self, stored: &Current, refs: &Reference, plan: Plan) -> Plan {
+        let order = &stored.order;
+        let terms = order.delivery_terms_or(&self.default_terms);
+        match check(order, refs, terms) {
+            Err(refusal) => plan.refused(stored.state, refusal),
+            Ok(verification) => {
+                let verified = OrderVerified {
+                    order_id: order.order_id.clone(),
+                    version: order.version,
+                    total_minor: verification.total_minor,
+                    currency: order.currency,
+                };
+                plan.with(Effect::Move(OrderState::Verified))
+                    .recording(OrderState::Verified, &verification)
+                    .emitting(verified)
+            }
+        }
+    }
+}
+
 fn refuse(reason: &'static str, detail: String, role: Role) -> Result<Verification, Escalation> {
     Err(Escalation::new(reason, detail, role))
 }
@@ -84,12 +175,12 @@ fn refuse(reason: &'static str, detail: String, role: Role) -> Result<Verificati
 /// Checks an order against the records. The first rule broken decides the escalation.
 pub fn check(
     order: &Order,
-    refs: &References,
+    refs: &Reference,
     terms_code: &str,
 ) -> Result<Verification, Escalation> {
-    let customer = match &refs.customer {
-        Some(customer) => customer,
-        None if refs.customer_erased_at.is_some() => {
+    let customer = match refs.customers.get(&order.customer_id) {
+        Some(customer) if customer.erased_at.is_none() => customer.identity_status,
+        Some(_) => {
             return refuse(
                 "customer_erased",
                 format!(
@@ -110,7 +201,7 @@ pub fn check(
     };
     let identity_method = check_identity(order, customer)?;
     let agent = check_agent(order, refs)?;
-    if refs.terms.is_none() {
+    if !refs.terms.contains_key(terms_code) {
         return refuse(
             "unknown_delivery_terms",
             format!("no delivery terms {terms_code}"),
@@ -158,14 +249,13 @@ pub fn check(
     })
 }
 
-fn check_identity(order: &Order, customer: &Customer) -> Result<Option<String>, Escalation> {
+fn check_identity(order: &Order, customer: IdentityStatus) -> Result<Option<String>, Escalation> {
     if !order.channel.is_contact_centre() {
         return Ok(None);
     }
     match &order.identity_check {
         Some(check)
-            if check.result == IdentityResult::Passed
-                && customer.identity_status == IdentityStatus::Verified =>
+            if check.result == IdentityResult::Passed && customer == IdentityStatus::Verified =>
         {
             Ok(Some(check.method.clone()))
         }
@@ -187,8 +277,9 @@ fn check_identity(order: &Order, customer: &Customer) -> Result<Option<String>, 
     }
 }
 
-fn check_agent<'r>(order: &Order, refs: &'r References) -> Result<Option<&'r Agent>, Escalation> {
-    match (&order.agent_id, &refs.agent) {
+fn check_agent<'r>(order: &Order, refs: &'r Reference) -> Result<Option<&'r Agent>, Escalation> {
+    let agent = order.agent_id.as_ref().and_then(|id| refs.agents.get(id));
+    match (&order.agent_id, agent) {
         (None, _) if order.channel.is_contact_centre() => Err(Escalation::new(
             "unknown_agent",
             "a contact-centre order must name the agent who took it",
@@ -207,7 +298,7 @@ fn check_agent<'r>(order: &Order, refs: &'r References) -> Result<Option<&'r Age
 fn check_line(
     order: &Order,
     i: usize,
-    refs: &References,
+    refs: &Reference,
     agent: Option<&Agent>,
 ) -> Result<(), Escalation> {
     let line = &order.lines[i];
@@ -274,7 +365,7 @@ fn check_line(
     }
 }
 
-fn check_stock(order: &Order, refs: &References) -> Result<(), Escalation> {
+fn check_stock(order: &Order, refs: &Reference) -> Result<(), Escalation> {
     let mut wanted: HashMap<&str, i64> = HashMap::new();
     for line in &order.lines {
         if refs
@@ -288,7 +379,7 @@ fn check_stock(order: &Order, refs: &References) -> Result<(), Escalation> {
     let mut skus: Vec<_> = wanted.into_iter().collect();
     skus.sort();
     for (sku, quantity) in skus {
-        let available = refs.stock.get(sku).copied().unwrap_or(0);
+        let available = refs.available(sku);
         if quantity > available {
             return Err(Escalation::new(
                 "out_of_stock",
@@ -298,159 +389,4 @@ fn check_stock(order: &Order, refs: &References) -> Result<(), Escalation> {
         }
     }
     Ok(())
-}
-
-/// Loads the records an order is checked against.
-pub async fn load_references(
-    ctx: &mut StageContext<'_>,
-    order: &Order,
-    terms_code: &str,
-) -> Result<References, StageError> {
-    let skus: Vec<String> = order.lines.iter().map(|l| l.sku.clone()).collect();
-    let products = ctx.products(&skus).await?;
-    let conn = ctx.conn();
-    let customer = db::reference::customer(conn, &order.customer_id).await?;
-    let customer_erased_at = match customer {
-        Some(_) => None,
-        None => db::erasure::erased_at(conn, &order.customer_id).await?,
-    };
-    Ok(References {
-        customer,
-        customer_erased_at,
-        products,
-        stock: db::reference::stock(conn, &skus).await?,
-        agent: match &order.agent_id {
-            Some(id) => db::reference::agent(conn, id).await?,
-            None => None,
-        },
-        terms: db::reference::delivery_terms(conn, terms_code).await?,
-    })
-}
-
-#[async_trait]
-impl Stage for Verify {
-    fn name(&self) -> StageName {
-        StageName::Verify
-    }
-
-    async fn handle(
-        &self,
-        ctx: &mut StageContext<'_>,
-        event: &IncomingEvent,
-    ) -> Result<Handled, StageError> {
-        match event.event_type {
-            EventType::OrderPlaced => {
-                self.placed(ctx, event.payload::<OrderPlaced>()?.order)
-                    .await
-            }
-            EventType::OrderAmended => {
-                self.amended(ctx, event.payload::<OrderAmended>()?.order)
-                    .await
-            }
-            other => Err(super::unexpected(StageName::Verify, other)),
-        }
-    }
-}
-
-impl Verify {
-    async fn placed(
-        &self,
-        ctx: &mut StageContext<'_>,
-        order: Order,
-    ) -> Result<Handled, StageError> {
-        if !db::orders::insert_placed(ctx.conn(), &order).await? {
-            let existing = ctx.order(&order.order_id).await?;
-            if existing.order == order && existing.state == OrderState::Placed {
-                // Refused before and sent again from review: check it again.
-                return self.verify(ctx, existing).await;
-            }
-            if existing.order == order {
-                return Ok(Handled::AlreadyDone);
-            }
-            return Err(Escalation::new(
-                "duplicate_order_id",
-                format!(
-                    "order {} already exists with different content",
-                    order.order_id
-                ),
-                Role::Supervisor,
-            )
-            .into());
-        }
-        db::orders::insert_version(ctx.conn(), &order).await?;
-        let stored = StoredOrder {
-            state: OrderState::Placed,
-            order,
-            updated_at: Utc::now(),
-        };
-        self.verify(ctx, stored).await
-    }
-
-    async fn amended(
-        &self,
-        ctx: &mut StageContext<'_>,
-        amended: Order,
-    ) -> Result<Handled, StageError> {
-        let stored = ctx.order(&amended.order_id).await?;
-        if amended.version <= stored.order.version {
-            return Ok(Handled::AlreadyDone);
-        }
-        db::orders::insert_version(ctx.conn(), &amended).await?;
-        if !stored.state.can_amend() {
-            let refusal = Escalation::new(
-                "amendment_after_handover",
-                format!(
-                    "version {} arrived after the order was {}; it can no longer be changed",
-                    amended.version, stored.state
-                ),
-                Role::Supervisor,
-            );
-            return ctx.refuse(&amended.order_id, stored.state, refusal).await;
-        }
-        let id = amended.order_id.as_str().to_owned();
-        let conn = ctx.conn();
-        db::stock::release_order(conn, &id).await?;
-        db::documents::void_order(conn, &id).await?;
-        let currency = stored.order.currency.to_string();
-        db::ledger::reverse_recognitions(conn, &id, &currency, "order amended").await?;
-        if !db::orders::amend(conn, &amended, stored.state, OrderState::Placed).await? {
-            return Err(StageError::Transient(anyhow::anyhow!(
-                "order {id} changed under a lock"
-            )));
-        }
-        let stored = StoredOrder {
-            state: OrderState::Placed,
-            order: amended,
-            updated_at: Utc::now(),
-        };
-        self.verify(ctx, stored).await
-    }
-
-    async fn verify(
-        &self,
-        ctx: &mut StageContext<'_>,
-        stored: StoredOrder,
-    ) -> Result<Handled, StageError> {
-        let terms = stored
-            .order
-            .delivery_terms_or(&self.default_terms)
-            .to_owned();
-        let refs = load_references(ctx, &stored.order, &terms).await?;
-        let verification = match check(&stored.order, &refs, &terms) {
-            Ok(v) => v,
-            Err(refusal) => {
-                return ctx
-                    .refuse(&stored.order.order_id, stored.state, refusal)
-                    .await;
-            }
-        };
-        let verified = OrderVerified {
-            order_id: stored.order.order_id.clone(),
-            version: stored.order.version,
-            total_minor: verification.total_minor,
-            currency: stored.order.currency,
-        };
-        ctx.step(&stored, OrderState::Verified, &verification, &verified)
-            .await
-    }
 }

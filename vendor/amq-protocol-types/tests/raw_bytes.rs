@@ -28,10 +28,16 @@ fn octets_that_are_not_utf8_parse_and_round_trip() {
         let (rest, parsed) = parse_short_string(&framed[..]).expect("always parses");
         assert!(rest.is_empty());
         assert_eq!(&*parsed.wire_bytes(), bytes, "{bytes:?}");
-        assert_eq!(parsed.is_verbatim(), std::str::from_utf8(bytes).is_ok_and(|s| !s.contains('\u{10FF41}')));
+        assert_eq!(
+            parsed.is_verbatim(),
+            std::str::from_utf8(bytes).is_ok_and(|s| !s.contains('\u{10FF41}'))
+        );
     }
     let (_, bad) = parse_short_string(&wire(&[0xff])[..]).unwrap();
-    assert_eq!(bad.as_str(), char::from_u32(RAW_BYTE_BASE + 0xff).unwrap().to_string());
+    assert_eq!(
+        bad.as_str(),
+        char::from_u32(RAW_BYTE_BASE + 0xff).unwrap().to_string()
+    );
 }
 
 #[test]
@@ -49,6 +55,7 @@ fn a_table_with_a_key_that_is_not_utf8_round_trips() {
 #[test]
 fn a_short_string_over_255_octets_is_refused_not_wrapped() {
     assert!(ShortString::try_new("x".repeat(256)).is_err());
-    let raw: String = std::iter::repeat_n(char::from_u32(RAW_BYTE_BASE + 0x80).unwrap(), 255).collect();
+    let raw: String =
+        std::iter::repeat_n(char::from_u32(RAW_BYTE_BASE + 0x80).unwrap(), 255).collect();
     assert!(ShortString::try_new(raw).is_ok(), "255 raw octets fit");
 }
