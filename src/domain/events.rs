@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::catalogue::{OwnershipPasses, RecognitionPoint, Relation};
 use super::order::{Currency, Order, OrderId};
+use super::text::{self, TextError};
 
 /// Every event type the pipeline knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -536,6 +537,146 @@ pub struct ReviewCaseOpened {
     pub required_role: String,
 }
 payload!(ReviewCaseOpened, EventType::ReviewCaseOpened);
+
+/// Why an event's `data` is not a valid payload of its type. The message names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    /// The data does not have the payload's shape; `path` is where (`order.lines[0].quantity`).
+    #[error("data.{path}: {message}")]
+    Shape {
+        /// Where in `data`.
+        path: String,
+        /// What serde said.
+        message: String,
+    },
+    /// A value breaks its limits.
+    #[error("data.{0}")]
+    Limits(#[from] TextError),
+    /// Two order ids in one payload differ.
+    #[error("data.order_id {outer:?} differs from data.order.order_id {inner:?}")]
+    OrderIdMismatch {
+        /// The payload's `order_id`.
+        outer: String,
+        /// The order's own `order_id`.
+        inner: String,
+    },
+}
+
+macro_rules! payloads {
+    ($($variant:ident),* $(,)?) => {
+        /// Any event's payload, decoded according to its type.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Payload {
+            $(
+                #[doc = concat!("A `", stringify!($variant), "` payload.")]
+                $variant($variant),
+            )*
+        }
+
+        impl Payload {
+            /// Decodes `data` as the payload of `event_type`, naming the field at fault when it
+            /// does not fit, then checks the payload's limits.
+            pub fn decode(event_type: EventType, data: &serde_json::Value) -> Result<Self, PayloadError> {
+                let payload = match event_type {
+                    $(EventType::$variant => Payload::$variant(shaped(data)?),)*
+                };
+                payload.check()?;
+                Ok(payload)
+            }
+
+            /// The event type.
+            pub fn event_type(&self) -> EventType {
+                match self {
+                    $(Payload::$variant(_) => EventType::$variant,)*
+                }
+            }
+
+            /// The order the event is about.
+            pub fn order_id(&self) -> &OrderId {
+                match self {
+                    $(Payload::$variant(p) => &p.order_id,)*
+                }
+            }
+
+            /// The payload as the `data` of an envelope.
+            pub fn to_data(&self) -> serde_json::Value {
+                match self {
+                    $(Payload::$variant(p) => serde_json::to_value(p),)*
+                }
+                .expect("event payloads always serialise")
+            }
+        }
+
+        $(
+            impl From<$variant> for Payload {
+                fn from(payload: $variant) -> Self {
+                    Payload::$variant(payload)
+                }
+            }
+        )*
+    };
+}
+
+payloads!(
+    OrderPlaced,
+    OrderAmended,
+    OrderVerified,
+    GoodsPrepared,
+    DocumentsGenerated,
+    OrderHandedOver,
+    CustomerConfirmation,
+    OrderCustomerConfirmed,
+    OrderDelivered,
+    AcceptanceDue,
+    SalesOpportunity,
+    PaymentCaptured,
+    InstalmentDue,
+    RevenueRecognised,
+    OrderCancelled,
+    ReviewCaseOpened,
+);
+
+/// `data` as `T`, or the path of the first field that does not fit.
+fn shaped<T: DeserializeOwned>(data: &serde_json::Value) -> Result<T, PayloadError> {
+    serde_path_to_error::deserialize(data).map_err(|error| {
+        let path = error.path().to_string();
+        PayloadError::Shape {
+            path: if path == "." { String::new() } else { path },
+            message: text::excerpt(&error.into_inner().to_string(), 300),
+        }
+    })
+}
+
+impl Payload {
+    /// What the types alone do not say: text and amount limits of what outside systems send,
+    /// and that an order's two ids agree.
+    fn check(&self) -> Result<(), PayloadError> {
+        match self {
+            Payload::OrderPlaced(OrderPlaced { order_id, order })
+            | Payload::OrderAmended(OrderAmended { order_id, order })
+                if *order_id != order.order_id =>
+            {
+                Err(PayloadError::OrderIdMismatch {
+                    outer: order_id.to_string(),
+                    inner: order.order_id.to_string(),
+                })
+            }
+            Payload::CustomerConfirmation(answer) => {
+                if let Some(reason) = &answer.reason {
+                    text::free_text("reason", reason)?;
+                }
+                Ok(())
+            }
+            Payload::PaymentCaptured(paid) => {
+                text::identifier("payment_reference", &paid.payment_reference)?;
+                text::within("amount_minor", paid.amount_minor, 1, text::MAX_AMOUNT_MINOR)?;
+                text::timestamp("captured_at", paid.captured_at)?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

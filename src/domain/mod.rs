@@ -9,6 +9,7 @@ pub mod events;
 pub mod money;
 pub mod order;
 pub mod state;
+pub mod text;
 
 pub use events::{EventPayload, EventType};
 pub use order::{Currency, Order, OrderId, OrderLine};

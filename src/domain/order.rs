@@ -5,7 +5,9 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Why an order (or a part of one) was refused when it was parsed.
+use super::text::{self, MAX_AMOUNT_MINOR, MAX_ORDER_LINES, MAX_QUANTITY, TextError};
+
+/// Why an order (or a part of one) was refused when it was parsed. Each names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OrderError {
     /// The order id is empty, too long or has characters outside `A-Z a-z 0-9 . _ -`.
@@ -15,26 +17,38 @@ pub enum OrderError {
     #[error("currency must be an ISO 4217 code of three upper-case letters, got {0:?}")]
     BadCurrency(String),
     /// An order needs at least one line.
-    #[error("an order needs at least one line")]
+    #[error("lines: an order needs at least one line")]
     NoLines,
-    /// A line's quantity is zero.
-    #[error("line {line}: quantity must be at least 1")]
-    ZeroQuantity {
+    /// An order has more lines than allowed.
+    #[error("lines: an order has at most {max} lines, this one has {lines}")]
+    TooManyLines {
+        /// How many it has.
+        lines: usize,
+        /// How many are allowed.
+        max: usize,
+    },
+    /// A line's quantity is zero or too large.
+    #[error("lines[{line}].quantity: must be between 1 and {max}")]
+    Quantity {
         /// Index of the line, from 0.
         line: usize,
+        /// The largest allowed.
+        max: u32,
     },
-    /// A line's unit price is negative.
-    #[error("line {line}: unit price must not be negative")]
-    NegativePrice {
+    /// A line's unit price is negative or too large.
+    #[error("lines[{line}].unit_price_minor: must be between 0 and {max}")]
+    UnitPrice {
         /// Index of the line, from 0.
         line: usize,
+        /// The largest allowed.
+        max: i64,
     },
-    /// The order's total does not fit in 64 bits of minor units.
-    #[error("order total overflows")]
-    TotalOverflow,
-    /// A required text field is empty.
-    #[error("{0} must not be empty")]
-    Empty(&'static str),
+    /// The order's total is larger than any amount the pipeline books.
+    #[error("the lines add up to more than {0} minor units")]
+    TotalOverflow(i64),
+    /// A text field breaks its limits (see [`super::text`]).
+    #[error(transparent)]
+    Text(#[from] TextError),
 }
 
 /// An order's id, as the system that placed it assigned it.
@@ -191,10 +205,13 @@ pub enum IdentityResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrderLine {
     /// The product's stock-keeping unit.
+    #[schemars(length(min = 1, max = 64))]
     pub sku: String,
     /// How many units; at least 1.
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub quantity: u32,
     /// Price of one unit in the order's currency, in minor units (pence, cents).
+    #[schemars(range(min = 0, max = 1_000_000_000_000_000_i64))]
     pub unit_price_minor: i64,
 }
 
@@ -210,19 +227,25 @@ impl OrderLine {
 struct RawOrder {
     order_id: OrderId,
     #[serde(default = "first_version")]
+    #[schemars(range(min = 1))]
     version: u32,
+    #[schemars(length(min = 1, max = 64))]
     customer_id: String,
     channel: Channel,
     currency: Currency,
+    #[schemars(length(min = 1, max = 1000))]
     lines: Vec<OrderLine>,
     placed_at: DateTime<Utc>,
     #[serde(default)]
+    #[schemars(length(min = 1, max = 64))]
     agent_id: Option<String>,
     #[serde(default)]
     identity_check: Option<IdentityCheck>,
     #[serde(default)]
+    #[schemars(length(min = 1, max = 64))]
     delivery_terms: Option<String>,
     #[serde(default)]
+    #[schemars(range(min = 0, max = 1_000_000_000_000_000_i64))]
     total_minor: Option<i64>,
 }
 
@@ -267,23 +290,21 @@ pub struct Order {
 impl TryFrom<RawOrder> for Order {
     type Error = OrderError;
     fn try_from(raw: RawOrder) -> Result<Self, Self::Error> {
-        if raw.customer_id.trim().is_empty() {
-            return Err(OrderError::Empty("customer_id"));
+        text::identifier("customer_id", &raw.customer_id)?;
+        check_lines(&raw.lines)?;
+        if let Some(agent) = &raw.agent_id {
+            text::identifier("agent_id", agent)?;
         }
-        if raw.lines.is_empty() {
-            return Err(OrderError::NoLines);
+        if let Some(terms) = &raw.delivery_terms {
+            text::identifier("delivery_terms", terms)?;
         }
-        for (line, l) in raw.lines.iter().enumerate() {
-            if l.sku.trim().is_empty() {
-                return Err(OrderError::Empty("sku"));
-            }
-            if l.quantity == 0 {
-                return Err(OrderError::ZeroQuantity { line });
-            }
-            if l.unit_price_minor < 0 {
-                return Err(OrderError::NegativePrice { line });
-            }
+        if let Some(check) = &raw.identity_check {
+            text::identifier("identity_check.method", &check.method)?;
         }
+        if let Some(total) = raw.total_minor {
+            text::amount("total_minor", total)?;
+        }
+        text::timestamp("placed_at", raw.placed_at)?;
         let order = Order {
             order_id: raw.order_id,
             version: raw.version,
@@ -297,9 +318,36 @@ impl TryFrom<RawOrder> for Order {
             delivery_terms: raw.delivery_terms,
             total_minor: raw.total_minor,
         };
-        order.lines_total_minor().ok_or(OrderError::TotalOverflow)?;
-        Ok(order)
+        match order.lines_total_minor() {
+            Some(total) if total <= MAX_AMOUNT_MINOR => Ok(order),
+            _ => Err(OrderError::TotalOverflow(MAX_AMOUNT_MINOR)),
+        }
     }
+}
+
+/// Checks the lines: how many, and each line's SKU, quantity and price.
+fn check_lines(lines: &[OrderLine]) -> Result<(), OrderError> {
+    if lines.is_empty() {
+        return Err(OrderError::NoLines);
+    }
+    if lines.len() > MAX_ORDER_LINES {
+        return Err(OrderError::TooManyLines {
+            lines: lines.len(),
+            max: MAX_ORDER_LINES,
+        });
+    }
+    for (line, l) in lines.iter().enumerate() {
+        text::identifier(&format!("lines[{line}].sku"), &l.sku)?;
+        if !(1..=MAX_QUANTITY).contains(&l.quantity) {
+            let max = MAX_QUANTITY;
+            return Err(OrderError::Quantity { line, max });
+        }
+        if !(0..=MAX_AMOUNT_MINOR).contains(&l.unit_price_minor) {
+            let max = MAX_AMOUNT_MINOR;
+            return Err(OrderError::UnitPrice { line, max });
+        }
+    }
+    Ok(())
 }
 
 impl Order {

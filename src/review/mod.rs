@@ -6,9 +6,11 @@
 //!   recorded with who, when and why, and exactly once even when two people act at once.
 //! - [`link`]: the desk's own broker connection, reopened when it drops.
 //! - [`api`]: the same over HTTP (`fulfilment serve`, also started by `run`).
+//! - [`extract`]: the API's extractors, which refuse what axum cannot read as JSON errors.
 
 pub mod api;
 pub mod desk;
+pub mod extract;
 pub mod link;
 pub mod people;
 
