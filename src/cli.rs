@@ -326,7 +326,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Seed { file } => {
             let catalogue = seed::read(&file)?;
             let pool = prepare_database(&settings).await?;
-            let left_erased = seed::apply(&pool, &catalogue).await?;
+            let left_erased = seed::apply(&pool, &catalogue)
+                .await
+                .with_context(|| format!("loading {}", file.display()))?;
             if !left_erased.is_empty() {
                 println!(
                     "left {} erased customer(s) as they were: {}",

@@ -4,14 +4,73 @@ use std::collections::HashMap;
 
 use sqlx::{PgConnection, Row};
 
+use anyhow::Context;
+
 use crate::domain::catalogue::{
     Agent, Catalogue, Customer, DeliveryTerms, IdentityStatus, OwnershipPasses, Product,
-    ProductKind,
+    ProductKind, StockLevel,
 };
 
-/// Inserts or updates everything in `catalogue`. Stock levels are set, not added; a customer
-/// whose personal data was erased is left erased. Returns the ids of the customers so left.
-pub async fn upsert(conn: &mut PgConnection, catalogue: &Catalogue) -> anyhow::Result<Vec<String>> {
+/// Inserts or updates the customers, products, agents and delivery terms in `catalogue` (stock
+/// is [`set_stock`]'s, once the products it is for are known to exist). A customer whose personal
+/// data was erased is left erased. Returns the ids of the customers so left.
+pub async fn upsert_records(
+    conn: &mut PgConnection,
+    catalogue: &Catalogue,
+) -> anyhow::Result<Vec<String>> {
+    let left_erased = upsert_customers(conn, catalogue)
+        .await
+        .context("writing customers")?;
+    for p in &catalogue.products {
+        upsert_product(conn, p).await.context("writing products")?;
+    }
+    upsert_agents(conn, catalogue)
+        .await
+        .context("writing agents")?;
+    upsert_delivery_terms(conn, catalogue)
+        .await
+        .context("writing delivery terms")?;
+    Ok(left_erased)
+}
+
+/// Sets stock levels (not added to what is there).
+pub async fn set_stock(conn: &mut PgConnection, stock: &[StockLevel]) -> anyhow::Result<()> {
+    for s in stock {
+        let available = i32::try_from(s.available)
+            .with_context(|| format!("stock of {} does not fit the database", s.sku))?;
+        sqlx::query(
+            "INSERT INTO stock (sku, available) VALUES ($1, $2)
+             ON CONFLICT (sku) DO UPDATE SET available = $2, updated_at = now()",
+        )
+        .bind(&s.sku)
+        .bind(available)
+        .execute(&mut *conn)
+        .await
+        .context("writing stock")?;
+    }
+    Ok(())
+}
+
+/// The kind of each product among `skus` that exists.
+pub async fn product_kinds(
+    conn: &mut PgConnection,
+    skus: &[String],
+) -> sqlx::Result<HashMap<String, ProductKind>> {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT sku, kind FROM products WHERE sku = ANY($1)")
+            .bind(skus)
+            .fetch_all(conn)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(sku, kind)| (sku, kind_from_str(&kind)))
+        .collect())
+}
+
+async fn upsert_customers(
+    conn: &mut PgConnection,
+    catalogue: &Catalogue,
+) -> anyhow::Result<Vec<String>> {
     let mut left_erased = Vec::new();
     for c in &catalogue.customers {
         let written = sqlx::query(
@@ -29,19 +88,10 @@ pub async fn upsert(conn: &mut PgConnection, catalogue: &Catalogue) -> anyhow::R
             left_erased.push(c.customer_id.clone());
         }
     }
-    for p in &catalogue.products {
-        upsert_product(conn, p).await?;
-    }
-    for s in &catalogue.stock {
-        sqlx::query(
-            "INSERT INTO stock (sku, available) VALUES ($1, $2)
-             ON CONFLICT (sku) DO UPDATE SET available = $2, updated_at = now()",
-        )
-        .bind(&s.sku)
-        .bind(i32::try_from(s.available).unwrap_or(i32::MAX))
-        .execute(&mut *conn)
-        .await?;
-    }
+    Ok(left_erased)
+}
+
+async fn upsert_agents(conn: &mut PgConnection, catalogue: &Catalogue) -> anyhow::Result<()> {
     for a in &catalogue.agents {
         sqlx::query(
             "INSERT INTO agents (agent_id, name, max_discount_bp, max_order_value_minor)
@@ -55,6 +105,13 @@ pub async fn upsert(conn: &mut PgConnection, catalogue: &Catalogue) -> anyhow::R
         .execute(&mut *conn)
         .await?;
     }
+    Ok(())
+}
+
+async fn upsert_delivery_terms(
+    conn: &mut PgConnection,
+    catalogue: &Catalogue,
+) -> anyhow::Result<()> {
     for t in &catalogue.delivery_terms {
         sqlx::query(
             "INSERT INTO delivery_terms (code, description, ownership_passes, carrier)
@@ -68,7 +125,7 @@ pub async fn upsert(conn: &mut PgConnection, catalogue: &Catalogue) -> anyhow::R
         .execute(&mut *conn)
         .await?;
     }
-    Ok(left_erased)
+    Ok(())
 }
 
 async fn upsert_product(conn: &mut PgConnection, p: &Product) -> anyhow::Result<()> {
@@ -154,11 +211,7 @@ fn product_from_row(r: &sqlx::postgres::PgRow) -> anyhow::Result<Product> {
     Ok(Product {
         sku: r.try_get("sku")?,
         name: r.try_get("name")?,
-        kind: if kind == "service" {
-            ProductKind::Service
-        } else {
-            ProductKind::Goods
-        },
+        kind: kind_from_str(&kind),
         sellable: r.try_get("sellable")?,
         price_minor: r.try_get("price_minor")?,
         currency: crate::domain::Currency::parse(&currency)?,
@@ -249,6 +302,13 @@ fn ownership_str(o: OwnershipPasses) -> &'static str {
     match o {
         OwnershipPasses::OnDispatch => "on_dispatch",
         OwnershipPasses::OnDelivery => "on_delivery",
+    }
+}
+
+fn kind_from_str(kind: &str) -> ProductKind {
+    match kind {
+        "service" => ProductKind::Service,
+        _ => ProductKind::Goods,
     }
 }
 

@@ -2,6 +2,16 @@
 
 use sqlx::PgConnection;
 
+use crate::domain::text::{self, TextError};
+
+/// The oldest a listed case may be asked to be (`older_than_secs`): ten years, in seconds. Far
+/// below what would overflow the interval arithmetic.
+pub const MAX_OLDER_THAN_SECS: i64 = 10 * 365 * 86_400;
+/// The most cases one list returns.
+pub const MAX_LIST_LIMIT: i64 = 1000;
+/// The cases one list returns when the caller does not say.
+const DEFAULT_LIST_LIMIT: i64 = 100;
+
 /// A case as listed and shown.
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct CaseRow {
@@ -42,10 +52,36 @@ pub struct CaseFilter {
     pub limit: Option<i64>,
 }
 
+impl CaseFilter {
+    /// Checks the filter before it reaches the database: text fields are identifiers, numbers
+    /// lie in their ranges (`older_than_secs` 0 to [`MAX_OLDER_THAN_SECS`], `limit` 1 to
+    /// [`MAX_LIST_LIMIT`]).
+    pub fn check(&self) -> Result<(), TextError> {
+        let texts = [
+            ("status", &self.status),
+            ("reason", &self.reason),
+            ("stage", &self.stage),
+            ("role", &self.role),
+        ];
+        for (field, value) in texts {
+            if let Some(value) = value {
+                text::identifier(field, value)?;
+            }
+        }
+        if let Some(secs) = self.older_than_secs {
+            text::within("older_than_secs", secs, 0, MAX_OLDER_THAN_SECS)?;
+        }
+        if let Some(limit) = self.limit {
+            text::within("limit", limit, 1, MAX_LIST_LIMIT)?;
+        }
+        Ok(())
+    }
+}
+
 const CASE_COLUMNS: &str =
     "id, order_id, stage, reason, detail, required_role, status, created_at, resolved_at";
 
-/// Cases matching the filter, oldest first.
+/// Cases matching the filter, oldest first. The filter must have passed [`CaseFilter::check`].
 pub async fn list(conn: &mut PgConnection, filter: &CaseFilter) -> sqlx::Result<Vec<CaseRow>> {
     let sql = format!(
         "SELECT {CASE_COLUMNS} FROM review_cases
@@ -60,7 +96,12 @@ pub async fn list(conn: &mut PgConnection, filter: &CaseFilter) -> sqlx::Result<
         .bind(&filter.stage)
         .bind(&filter.role)
         .bind(filter.older_than_secs)
-        .bind(filter.limit.unwrap_or(100).clamp(1, 1000))
+        .bind(
+            filter
+                .limit
+                .unwrap_or(DEFAULT_LIST_LIMIT)
+                .clamp(1, MAX_LIST_LIMIT),
+        )
         .fetch_all(conn)
         .await
 }
@@ -146,4 +187,48 @@ pub async fn actions(conn: &mut PgConnection, case_id: i64) -> sqlx::Result<Vec<
     .bind(case_id)
     .fetch_all(conn)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_are_checked_before_the_database() {
+        assert!(CaseFilter::default().check().is_ok());
+        let nul = CaseFilter {
+            reason: Some("out\0of_stock".into()),
+            ..CaseFilter::default()
+        };
+        assert!(nul.check().unwrap_err().to_string().starts_with("reason: "));
+        let cases = [
+            (
+                Some(i64::MAX),
+                None,
+                "older_than_secs: must be between 0 and 315360000",
+            ),
+            (
+                Some(-1),
+                None,
+                "older_than_secs: must be between 0 and 315360000",
+            ),
+            (None, Some(0), "limit: must be between 1 and 1000"),
+            (None, Some(-5), "limit: must be between 1 and 1000"),
+            (None, Some(1001), "limit: must be between 1 and 1000"),
+        ];
+        for (older_than_secs, limit, message) in cases {
+            let filter = CaseFilter {
+                older_than_secs,
+                limit,
+                ..CaseFilter::default()
+            };
+            assert_eq!(filter.check().unwrap_err().to_string(), message);
+        }
+        let widest = CaseFilter {
+            older_than_secs: Some(MAX_OLDER_THAN_SECS),
+            limit: Some(MAX_LIST_LIMIT),
+            ..CaseFilter::default()
+        };
+        assert!(widest.check().is_ok());
+    }
 }

@@ -1,6 +1,11 @@
-//! Reference data: the internal records orders are checked against. Loaded by `fulfilment seed`.
+//! Reference data: the internal records orders are checked against. Loaded by `fulfilment seed`,
+//! after [`checks`] has checked every record.
 
 use serde::{Deserialize, Serialize};
+
+pub mod checks;
+
+pub use checks::{CatalogueError, InvalidCatalogue};
 
 use super::order::Currency;
 
@@ -203,57 +208,4 @@ pub struct Catalogue {
     /// Delivery terms.
     #[serde(default)]
     pub delivery_terms: Vec<DeliveryTerms>,
-}
-
-/// A problem in a reference-data file.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum CatalogueError {
-    /// A service over a period lacks its period or instalments.
-    #[error(
-        "product {0}: over_service_period needs service_period_secs > 0 and service_instalments > 0"
-    )]
-    ServicePeriod(String),
-    /// A rate, price or limit is out of range.
-    #[error("{0}")]
-    OutOfRange(String),
-    /// Stock is given for a product not in the file or the database is checked later.
-    #[error("stock for {0}: only goods have stock")]
-    StockForService(String),
-}
-
-impl Catalogue {
-    /// Checks what the types alone do not.
-    pub fn validate(&self) -> Result<(), CatalogueError> {
-        for p in &self.products {
-            if p.price_minor < 0 || p.tax_rate_bp > 10_000 {
-                return Err(CatalogueError::OutOfRange(format!(
-                    "product {}: price_minor must be >= 0 and tax_rate_bp <= 10000",
-                    p.sku
-                )));
-            }
-            let period_ok = p.service_period_secs.is_some_and(|s| s > 0)
-                && p.service_instalments.is_some_and(|n| n > 0);
-            if p.recognition == RecognitionPoint::OverServicePeriod && !period_ok {
-                return Err(CatalogueError::ServicePeriod(p.sku.clone()));
-            }
-        }
-        for s in &self.stock {
-            let service = self
-                .products
-                .iter()
-                .any(|p| p.sku == s.sku && p.kind == ProductKind::Service);
-            if service {
-                return Err(CatalogueError::StockForService(s.sku.clone()));
-            }
-        }
-        for a in &self.agents {
-            if a.max_discount_bp > 10_000 || a.max_order_value_minor < 0 {
-                return Err(CatalogueError::OutOfRange(format!(
-                    "agent {}: max_discount_bp <= 10000 and max_order_value_minor >= 0",
-                    a.agent_id
-                )));
-            }
-        }
-        Ok(())
-    }
 }

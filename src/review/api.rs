@@ -15,10 +15,15 @@
 //! | POST | `/customers/{id}/erase` | `{"note"}` | erase the customer's personal data (role `customer_service`) |
 //!
 //! The same server takes orders, amendments, answers and payments: see [`crate::intake`].
+//!
+//! Nothing a caller sends reaches the database unchecked: notes, ids and filters are checked
+//! against [`crate::domain::text`]'s limits and numbers against their ranges (422, naming the
+//! field); a body axum cannot read is refused with its status (400, 413, 415), a body over
+//! `amqp.max_message_bytes` with 413. Every refusal is JSON `{"error": ...}`.
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -29,10 +34,12 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::review::CaseFilter;
+use crate::db::review::{CaseFilter, MAX_LIST_LIMIT, MAX_OLDER_THAN_SECS};
+use crate::domain::text::{self, Problem, TextError};
 use crate::intake::Intake;
 use crate::settings::AmqpSettings;
 
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{People, Person, Resolution, ReviewDesk, ReviewError};
 
 /// What the handlers share.
@@ -46,18 +53,22 @@ pub struct ApiState {
     pub pool: PgPool,
     /// Publishes what systems send to the intake routes.
     pub intake: Intake,
+    /// The largest message the broker takes from the pipeline (`amqp.max_message_bytes`): also
+    /// the largest request body, since what is sent becomes a message.
+    pub max_message_bytes: usize,
 }
 
 impl ApiState {
     /// The state for the API over `pool`, its desk and intake sharing one broker connection.
     pub fn new(amqp: &AmqpSettings, pool: PgPool, people: People) -> Self {
         let desk = ReviewDesk::new(amqp, pool.clone());
-        let intake = Intake::new(desk.link());
+        let intake = Intake::new(desk.link(), amqp.max_message_bytes);
         Self {
             desk,
             people: Arc::new(people),
             pool,
             intake,
+            max_message_bytes: amqp.max_message_bytes,
         }
     }
 }
@@ -73,7 +84,19 @@ pub fn router(state: ApiState) -> Router {
         .route("/cases/{id}/{action}", post(resolve))
         .route("/customers/{id}/erase", post(erase))
         .merge(crate::intake::routes())
+        .fallback(no_such_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.max_message_bytes))
         .with_state(state)
+}
+
+async fn no_such_route() -> ApiError {
+    ApiError::Rejected(StatusCode::NOT_FOUND, "no such route".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    let message = "the route does not take this method";
+    ApiError::Rejected(StatusCode::METHOD_NOT_ALLOWED, message.into())
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled.
@@ -98,11 +121,23 @@ pub enum ApiError {
     Review(ReviewError),
     /// The broker did not take the message; the caller should send it again.
     Unavailable(anyhow::Error),
+    /// The request does not fit (422); the message names the field.
+    Invalid(String),
+    /// The request body, or a message it would become, is larger than the broker takes (413).
+    TooLarge(String),
+    /// Axum refused the request before a handler saw it, with this status and message.
+    Rejected(StatusCode, String),
 }
 
 impl From<ReviewError> for ApiError {
     fn from(e: ReviewError) -> Self {
         ApiError::Review(e)
+    }
+}
+
+impl From<TextError> for ApiError {
+    fn from(e: TextError) -> Self {
+        ApiError::Invalid(e.to_string())
     }
 }
 
@@ -123,6 +158,9 @@ impl IntoResponse for ApiError {
                 let message = "the broker did not take the message; send it again";
                 (StatusCode::SERVICE_UNAVAILABLE, message.to_owned())
             }
+            ApiError::Invalid(message) => (StatusCode::UNPROCESSABLE_ENTITY, message),
+            ApiError::TooLarge(message) => (StatusCode::PAYLOAD_TOO_LARGE, message),
+            ApiError::Rejected(status, message) => (status, message),
             ApiError::Review(e) => match &e {
                 ReviewError::NotFound(_) | ReviewError::UnknownCustomer(_) => {
                     (StatusCode::NOT_FOUND, e.to_string())
@@ -192,18 +230,79 @@ async fn take_overview(state: &ApiState) -> Result<crate::overview::Overview, Ap
         .map_err(|e| ReviewError::Internal(e).into())
 }
 
+/// The list filter as the query string has it: every value as text, so that a number that does
+/// not parse gets the same clear answer as one out of range. An empty value does not filter.
+#[derive(Debug, Default, Deserialize)]
+pub struct CaseQuery {
+    /// Only cases with this status.
+    pub status: Option<String>,
+    /// Only cases with this reason.
+    pub reason: Option<String>,
+    /// Only cases from this stage.
+    pub stage: Option<String>,
+    /// Only cases needing this role.
+    pub role: Option<String>,
+    /// Only cases opened at least this many seconds ago.
+    pub older_than_secs: Option<String>,
+    /// Most cases returned.
+    pub limit: Option<String>,
+}
+
+impl CaseQuery {
+    /// The filter, with its numbers parsed (their ranges and the text limits are checked by
+    /// [`CaseFilter::check`]).
+    pub fn into_filter(self) -> Result<CaseFilter, TextError> {
+        Ok(CaseFilter {
+            status: given(self.status),
+            reason: given(self.reason),
+            stage: given(self.stage),
+            role: given(self.role),
+            older_than_secs: number(
+                "older_than_secs",
+                self.older_than_secs,
+                0,
+                MAX_OLDER_THAN_SECS,
+            )?,
+            limit: number("limit", self.limit, 1, MAX_LIST_LIMIT)?,
+        })
+    }
+}
+
+/// `None` for an absent or empty parameter.
+fn given(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
+}
+
+/// A whole number meant to lie between `min` and `max`; text that is not one is refused with
+/// that range.
+fn number(
+    field: &str,
+    value: Option<String>,
+    min: i64,
+    max: i64,
+) -> Result<Option<i64>, TextError> {
+    let Some(raw) = given(value) else {
+        return Ok(None);
+    };
+    raw.parse().map(Some).map_err(|_| TextError {
+        field: field.to_owned(),
+        problem: Problem::OutOfRange { min, max },
+    })
+}
+
 async fn list(
     State(state): State<ApiState>,
     _caller: Caller,
-    Query(filter): Query<CaseFilter>,
+    ApiQuery(query): ApiQuery<CaseQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let filter = query.into_filter()?;
     Ok(Json(state.desk.list(&filter).await?))
 }
 
 async fn show(
     State(state): State<ApiState>,
     _caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(state.desk.show(id).await?))
 }
@@ -221,8 +320,8 @@ pub struct ResolveBody {
 async fn resolve(
     State(state): State<ApiState>,
     Caller(person): Caller,
-    Path((id, action)): Path<(i64, String)>,
-    Json(body): Json<ResolveBody>,
+    ApiPath((id, action)): ApiPath<(i64, String)>,
+    ApiJson(body): ApiJson<ResolveBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let resolution = match (action.as_str(), body.order) {
         ("retry", _) => Resolution::Retry,
@@ -233,10 +332,10 @@ async fn resolve(
         ("cancel", _) => Resolution::Cancel,
         ("close", _) => Resolution::Close,
         (other, _) => {
-            return Err(ReviewError::Invalid(format!(
-                "unknown action {other:?}; expected retry, amend, cancel or close"
-            ))
-            .into());
+            let action = text::excerpt(other, 40);
+            return Err(ApiError::Invalid(format!(
+                "unknown action \"{action}\"; expected retry, amend, cancel or close"
+            )));
         }
     };
     Ok(Json(
@@ -257,8 +356,8 @@ pub struct EraseBody {
 async fn erase(
     State(state): State<ApiState>,
     Caller(person): Caller,
-    Path(customer_id): Path<String>,
-    Json(body): Json<EraseBody>,
+    ApiPath(customer_id): ApiPath<String>,
+    ApiJson(body): ApiJson<EraseBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(
         state

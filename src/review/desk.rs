@@ -15,6 +15,7 @@ use crate::db;
 use crate::db::records::TimelineEntry;
 use crate::db::review::{ActionRow, CaseFilter, CaseRow};
 use crate::domain::events::OrderAmended;
+use crate::domain::text::{self, TextError};
 use crate::domain::{Order, OrderId};
 use crate::domain::{Role, StageName};
 use crate::envelope::{DirectTarget, WireEvent};
@@ -68,6 +69,12 @@ pub enum ReviewError {
 impl From<sqlx::Error> for ReviewError {
     fn from(e: sqlx::Error) -> Self {
         ReviewError::Internal(e.into())
+    }
+}
+
+impl From<TextError> for ReviewError {
+    fn from(e: TextError) -> Self {
+        ReviewError::Invalid(e.to_string())
     }
 }
 
@@ -154,6 +161,7 @@ impl ReviewDesk {
 
     /// Cases matching `filter`, oldest first.
     pub async fn list(&self, filter: &CaseFilter) -> Result<Vec<CaseRow>, ReviewError> {
+        filter.check()?;
         let mut conn = self.pool.acquire().await?;
         Ok(db::review::list(&mut conn, filter).await?)
     }
@@ -201,6 +209,7 @@ impl ReviewDesk {
                 required: Role::CustomerService.as_str(),
             });
         }
+        text::identifier("customer_id", customer_id)?;
         require_note(note)?;
         erasure::erase_customer(&self.pool, customer_id, &person.name, note)
             .await
@@ -312,10 +321,14 @@ impl ReviewDesk {
     }
 }
 
-/// Every action a person takes needs a note saying why.
+/// Every action a person takes needs a note saying why, within the limits of free text (it is
+/// stored, and a cancellation's note is published as its reason).
 fn require_note(note: &str) -> Result<(), ReviewError> {
+    text::free_text("note", note)?;
     match note.trim().is_empty() {
-        true => Err(ReviewError::Invalid("a note saying why is required".into())),
+        true => Err(ReviewError::Invalid(
+            "note: a note saying why is required".into(),
+        )),
         false => Ok(()),
     }
 }
@@ -337,11 +350,20 @@ async fn amend(
     let order_id = order_of(case)?;
     let current = db::orders::find(conn, order_id.as_str()).await?;
     let current_version = current.as_ref().map_or(0, |o| o.order.version);
-    let given = body.get("version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
-    body["version"] = serde_json::json!(given.max(current_version + 1));
-    body["order_id"] = serde_json::json!(order_id.as_str());
-    let order: Order = serde_json::from_value(body)
-        .map_err(|e| ReviewError::Invalid(format!("the amended order is invalid: {e}")))?;
+    let Some(fields) = body.as_object_mut() else {
+        return Err(ReviewError::Invalid(
+            "order: the amended order must be a JSON object".into(),
+        ));
+    };
+    let given = fields.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
+    let given = u32::try_from(given).unwrap_or(u32::MAX);
+    let version = given.max(current_version.saturating_add(1));
+    fields.insert("version".into(), version.into());
+    fields.insert("order_id".into(), order_id.as_str().into());
+    let order: Order = serde_json::from_value(body).map_err(|e| {
+        let problem = text::excerpt(&e.to_string(), 300);
+        ReviewError::Invalid(format!("the amended order is invalid: {problem}"))
+    })?;
     let amended = OrderAmended {
         order_id: order_id.clone(),
         order: order.clone(),

@@ -7,10 +7,12 @@
 //! - [`cancel`]: cancelling an order: a plan over the order as recorded, written like a stage's.
 //! - [`link`]: the desk's own broker connection, reopened when it drops.
 //! - [`api`]: the same over HTTP (`fulfilment serve`, also started by `run`).
+//! - [`extract`]: the API's extractors, which refuse what axum cannot read as JSON errors.
 
 pub mod api;
 pub mod cancel;
 pub mod desk;
+pub mod extract;
 pub mod link;
 pub mod people;
 
