@@ -432,9 +432,10 @@ async fn run_pipeline(
         ..PipelineOptions::default()
     };
     let mut pipeline = Pipeline::start(settings, pool.clone(), options).await?;
+    crate::metrics::install();
     let api = match api {
         true => Some(start_api(settings, pool, pipeline.shutdown_token()).await?),
-        false => None,
+        false => start_metrics(settings, pipeline.shutdown_token()).await?,
     };
     tracing::info!(namespace = %settings.amqp.namespace, "pipeline running");
     let outcome = tokio::select! {
@@ -449,6 +450,23 @@ async fn run_pipeline(
         api.await??;
     }
     outcome.and(closed)
+}
+
+/// Serves the process's metrics on `metrics.listen`, when it is set.
+async fn start_metrics(
+    settings: &Settings,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<anyhow::Result<()>>>> {
+    let address = settings.metrics.listen.trim();
+    if address.is_empty() {
+        return Ok(None);
+    }
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("listening on metrics.listen {address}"))?;
+    Ok(Some(tokio::spawn(crate::metrics::serve(
+        listener, shutdown,
+    ))))
 }
 
 /// The review desk (with its own broker connection) for the API or the command line.

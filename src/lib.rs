@@ -27,7 +27,8 @@
 //! - [`contract`]: JSON Schemas of every event payload, generated from the types.
 //! - [`bench`]: `fulfilment bench`, the pipeline's throughput and latency against the broker's
 //!   own ceiling.
-//! - [`settings`]: layered configuration. [`telemetry`]: logging. [`cli`]: the command line.
+//! - [`settings`]: layered configuration. [`telemetry`]: logging. [`metrics`]: Prometheus
+//!   metrics of the process. [`cli`]: the command line.
 
 pub mod bench;
 pub mod cli;
@@ -41,6 +42,7 @@ pub mod erasure;
 pub mod export;
 pub mod intake;
 pub mod messaging;
+pub mod metrics;
 pub mod overview;
 pub mod periodic;
 pub mod pipeline;

@@ -146,94 +146,73 @@ impl fmt::Display for Overview {
 }
 
 impl Overview {
-    /// The overview in Prometheus' text exposition format: gauges named `fulfilment_...`, ages in
-    /// seconds.
+    /// Sets the overview's gauges (`fulfilment_orders`, `fulfilment_review_cases_open`, ...,
+    /// ages in seconds) in this process's metrics, and returns every metric of the process in
+    /// Prometheus' text format. A label seen before and absent now is set to 0, so that a
+    /// reason with no open cases left reads 0 rather than its last count.
     pub fn prometheus(&self) -> String {
-        let mut out = Metrics::default();
+        use metrics::gauge;
         let age = |since: DateTime<Utc>| (self.at - since).num_milliseconds() as f64 / 1000.0;
-        out.gauge("orders", "Orders in each state.");
-        for s in &self.orders {
-            out.sample(&[("state", &s.state)], s.orders as f64);
+        crate::metrics::install();
+        for state in crate::domain::OrderState::ALL {
+            let found = self.orders.iter().find(|s| s.state == state.as_str());
+            let name = state.as_str();
+            gauge!("fulfilment_orders", "state" => name)
+                .set(found.map_or(0.0, |s| s.orders as f64));
+            gauge!("fulfilment_orders_oldest_age_seconds", "state" => name)
+                .set(found.map_or(0.0, |s| age(s.oldest_since)));
         }
-        out.gauge(
-            "orders_oldest_age_seconds",
-            "How long the order longest in each state has been there.",
-        );
-        for s in &self.orders {
-            out.sample(&[("state", &s.state)], age(s.oldest_since));
-        }
-        out.gauge("review_cases_open", "Open review cases by reason and role.");
-        for c in &self.open_cases {
-            let labels = [("reason", c.reason.as_str()), ("role", &c.required_role)];
-            out.sample(&labels, c.cases as f64);
-        }
-        out.gauge("outbox_unsent", "Events committed and not yet published.");
-        out.sample(&[], self.outbox.unsent as f64);
-        out.gauge("timers_pending", "Deadlines not yet fired.");
-        out.sample(&[], self.timers.pending as f64);
-        out.gauge(
-            "timers_overdue",
-            "Deadlines over a minute past due and not fired.",
-        );
-        out.sample(&[], self.timers.overdue as f64);
-        out.gauge("queue_ready", "Messages waiting in each queue.");
-        for q in &self.queues {
-            out.sample(&[("queue", &q.queue)], f64::from(q.ready));
-        }
-        out.gauge("queue_consumers", "Consumers of each queue.");
-        for q in &self.queues {
-            out.sample(&[("queue", &q.queue)], f64::from(q.consumers));
-        }
-        out.gauge(
-            "broker_up",
-            "1 if the broker answered the overview, else 0.",
-        );
-        out.sample(
-            &[],
-            if self.broker_error.is_none() {
-                1.0
-            } else {
-                0.0
-            },
-        );
-        out.text
-    }
-}
-
-/// Text in Prometheus' exposition format, one gauge after another.
-#[derive(Default)]
-struct Metrics {
-    text: String,
-    name: String,
-}
-
-impl Metrics {
-    fn gauge(&mut self, name: &str, help: &str) {
-        use std::fmt::Write;
-        self.name = format!("fulfilment_{name}");
-        let _ = writeln!(self.text, "# HELP {} {help}", self.name);
-        let _ = writeln!(self.text, "# TYPE {} gauge", self.name);
-    }
-
-    fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
-        use std::fmt::Write;
-        let labels: Vec<String> = labels
+        let open: Vec<(String, String, f64)> = self
+            .open_cases
             .iter()
-            .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+            .map(|c| (c.reason.clone(), c.required_role.clone(), c.cases as f64))
             .collect();
-        let labels = match labels.is_empty() {
-            true => String::new(),
-            false => format!("{{{}}}", labels.join(",")),
+        for (reason, role, cases) in with_zeroes(&SEEN_CASE_LABELS, open) {
+            gauge!("fulfilment_review_cases_open", "reason" => reason, "role" => role).set(cases);
+        }
+        gauge!("fulfilment_outbox_unsent").set(self.outbox.unsent as f64);
+        gauge!("fulfilment_timers_pending").set(self.timers.pending as f64);
+        gauge!("fulfilment_timers_overdue").set(self.timers.overdue as f64);
+        for q in &self.queues {
+            gauge!("fulfilment_queue_ready", "queue" => q.queue.clone()).set(f64::from(q.ready));
+            gauge!("fulfilment_queue_consumers", "queue" => q.queue.clone())
+                .set(f64::from(q.consumers));
+        }
+        let up = if self.broker_error.is_none() {
+            1.0
+        } else {
+            0.0
         };
-        let _ = writeln!(self.text, "{}{labels} {value}", self.name);
+        gauge!("fulfilment_broker_up").set(up);
+        crate::metrics::render()
     }
 }
 
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// The (reason, role) labels of open cases set so far.
+static SEEN_CASE_LABELS: std::sync::Mutex<Vec<(String, String)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// `now`, plus every label pair seen before and missing now with a value of 0; remembers
+/// `now`'s labels.
+fn with_zeroes(
+    seen: &std::sync::Mutex<Vec<(String, String)>>,
+    now: Vec<(String, String, f64)>,
+) -> Vec<(String, String, f64)> {
+    let mut seen = seen
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut out = now.clone();
+    for (reason, role) in seen.iter() {
+        if !now.iter().any(|(r, o, _)| r == reason && o == role) {
+            out.push((reason.clone(), role.clone(), 0.0));
+        }
+    }
+    for (reason, role, _) in now {
+        if !seen.contains(&(reason.clone(), role.clone())) {
+            seen.push((reason, role));
+        }
+    }
+    out
 }
 
 /// A duration as the two largest units, such as `2d 4h`, `3m 10s` or `0s`.
@@ -317,10 +296,19 @@ mod tests {
             "fulfilment_queue_ready{queue=\"shop.verify\"} 7",
             "fulfilment_queue_consumers{queue=\"shop.verify\"} 1",
             "fulfilment_broker_up 1",
+            "fulfilment_orders{state=\"completed\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }
-        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn a_reason_with_no_open_cases_left_reads_zero() {
+        let seen = std::sync::Mutex::new(Vec::new());
+        let first = with_zeroes(&seen, vec![("a".into(), "r".into(), 2.0)]);
+        assert_eq!(first, vec![("a".into(), "r".into(), 2.0)]);
+        let second = with_zeroes(&seen, vec![("b".into(), "r".into(), 1.0)]);
+        assert!(second.contains(&("a".into(), "r".into(), 0.0)));
     }
 
     #[test]

@@ -190,6 +190,7 @@ async fn stage_worker(
         delay_queue: topology.retry_queue(stage),
         max_message_bytes: settings.amqp.max_message_bytes,
         batch_size: settings.amqp.batch_size,
+        batch_linger: Duration::from_millis(settings.amqp.batch_linger_ms),
         default_terms: settings.stages.default_delivery_terms.clone(),
     };
     let stage_impl = crate::stages::build(stage, &settings.stages);

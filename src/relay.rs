@@ -12,7 +12,6 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::db;
-use crate::db::outbox::Publisher as SentBy;
 use crate::envelope::WireEvent;
 use crate::messaging::Publisher;
 use crate::settings::RelaySettings;
@@ -56,7 +55,7 @@ pub async fn publish_committed(
 /// Marks outbox rows published by their writer as sent, in one statement.
 pub async fn mark_sent(pool: &PgPool, ids: &[i64]) -> anyhow::Result<()> {
     let mut conn = pool.acquire().await?;
-    db::outbox::mark_sent(&mut conn, ids, SentBy::Handler).await?;
+    db::outbox::mark_sent(&mut conn, ids).await?;
     Ok(())
 }
 
@@ -69,8 +68,7 @@ pub async fn relay_once(
 ) -> anyhow::Result<usize> {
     let grace =
         chrono::Duration::milliseconds(i64::try_from(settings.grace_ms).unwrap_or(i64::MAX));
-    let mut tx = pool
-        .begin()
+    let mut tx = db::begin(pool)
         .await
         .context("starting the relay transaction")?;
     let rows = db::outbox::claim_unsent(&mut tx, chrono::Utc::now() - grace, settings.batch_size)
@@ -84,7 +82,8 @@ pub async fn relay_once(
         .publish_all(&events, false)
         .await
         .context("publishing unsent outbox rows")?;
-    db::outbox::mark_sent(&mut tx, &ids, SentBy::Relay).await?;
-    tx.commit().await.context("committing the relay pass")?;
+    db::outbox::mark_relayed(&mut tx, &ids).await?;
+    db::commit(tx).await.context("committing the relay pass")?;
+    crate::metrics::published("relay", ids.len() as u64, std::time::Duration::ZERO);
     Ok(ids.len())
 }

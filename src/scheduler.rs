@@ -41,8 +41,7 @@ pub async fn run(
 
 /// One pass: fires up to a batch of due timers. Returns how many fired.
 pub async fn fire_due(pool: &PgPool, publisher: &Publisher) -> anyhow::Result<usize> {
-    let mut tx = pool
-        .begin()
+    let mut tx = db::begin(pool)
         .await
         .context("starting the scheduler transaction")?;
     let due = db::timers::fire_due(&mut tx, BATCH).await?;
@@ -55,7 +54,10 @@ pub async fn fire_due(pool: &PgPool, publisher: &Publisher) -> anyhow::Result<us
         let id = db::outbox::insert(&mut tx, &event).await?;
         emitted.push((id, event));
     }
-    tx.commit().await.context("committing fired timers")?;
+    db::commit(tx).await.context("committing fired timers")?;
+    for timer in &due {
+        crate::metrics::timer_fired(&timer.kind);
+    }
     crate::relay::publish_committed(pool, publisher, &emitted).await?;
     Ok(due.len())
 }

@@ -72,6 +72,17 @@ pub struct Settings {
     pub review: ReviewSettings,
     /// Logging.
     pub log: LogSettings,
+    /// This process's metrics.
+    pub metrics: MetricsSettings,
+}
+
+/// Where a process without the API serves its metrics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Address to serve `GET /metrics` on when the process does not serve the API (`run
+    /// --no-api`); empty for none. A process with the API serves them there.
+    pub listen: String,
 }
 
 /// Broker settings.
@@ -86,6 +97,9 @@ pub struct AmqpSettings {
     pub prefetch: u16,
     /// Most deliveries a stage worker handles in one database transaction.
     pub batch_size: usize,
+    /// Milliseconds a busy stage worker waits for its batch to fill once it has the first
+    /// delivery.
+    pub batch_linger_ms: u64,
     /// Workers (consumers) of each stage in one process, each with its own batches.
     pub consumers: StageConsumers,
     /// Messages larger than this go to review unparsed.

@@ -49,7 +49,20 @@ async fn a_short_bench_run_completes_every_phase_and_writes_its_report() {
     assert!(rss[0].as_f64().unwrap() > 1.0);
     assert_eq!(report["machine"]["synchronous_commit"], "on");
     assert!(report["machine"]["cores"].as_u64().unwrap() >= 1);
-    assert_eq!(report["targets"].as_array().unwrap().len(), 3);
+    assert_eq!(report["targets"].as_array().unwrap().len(), 5);
+    // The workers counted their statements and commits, and the machine its CPU.
+    let per_order = &report["per_order"];
+    for figure in ["statements", "commits", "worker_cpu_ms", "machine_cpu_ms"] {
+        assert!(per_order[figure].as_f64().unwrap() > 0.0, "{per_order}");
+    }
+    assert!(
+        per_order["statements"].as_f64() >= per_order["commits"].as_f64(),
+        "{per_order}"
+    );
+    assert!(
+        per_order["machine_cpu_ms"].as_f64() >= per_order["worker_cpu_ms"].as_f64(),
+        "{per_order}"
+    );
     let log = std::fs::read_to_string(dir.join("worker-0.log")).expect("the worker's log");
     assert!(log.contains("pipeline running"), "{log}");
     // Plain text (no colour codes in a file), and a clean start and stop: nothing at ERROR.

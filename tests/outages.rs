@@ -304,13 +304,19 @@ async fn retry_case_of(env: &TestEnv, url: &str, order: &str) {
 /// (after the grace period, had the desk failed to).
 async fn retry_published_by(env: &TestEnv, order: &str) -> String {
     env.wait_for("the re-sent message published", || async {
-        sqlx::query_scalar::<_, Option<String>>(
-            "SELECT sent_by FROM outbox WHERE order_id = $1 AND event_type = 'review.retry'",
+        let (pending, relayed): (bool, bool) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM outbox_pending WHERE id = o.id), relayed_at IS NOT NULL
+             FROM outbox o WHERE order_id = $1 AND event_type = 'review.retry'",
         )
         .bind(order)
         .fetch_one(&env.pool)
         .await
-        .unwrap()
+        .unwrap();
+        match (pending, relayed) {
+            (true, _) => None,
+            (false, true) => Some("relay".to_owned()),
+            (false, false) => Some("handler".to_owned()),
+        }
     })
     .await
 }

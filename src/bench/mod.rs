@@ -15,6 +15,7 @@
 pub mod load;
 pub mod report;
 pub mod traffic;
+pub mod work;
 pub mod workers;
 
 use std::path::PathBuf;
@@ -128,10 +129,10 @@ async fn phases(
         Workers::start(&options.worker_binary, settings, options.processes, log_dir).await?;
     let database = database_name(settings)?;
     let commits_before = commits(admin, &database).await?;
-    let pipeline = measure_pipeline(settings, options, run_id).await;
+    let pipeline = measure_pipeline(settings, options, run_id, &workers).await;
     let rss = workers.peak_rss_mib();
     workers.stop().await?;
-    let (full_load, half_load) = pipeline?;
+    let (full_load, half_load, per_order) = pipeline?;
     wait_disconnected(admin, &database).await?;
     let committed = commits(admin, &database).await? - commits_before;
     let orders = full_load.orders + half_load.orders;
@@ -150,6 +151,7 @@ async fn phases(
         full_load,
         half_load,
         committed as f64 / orders.max(1) as f64,
+        per_order,
         rss?,
     ))
 }
@@ -194,7 +196,8 @@ async fn measure_pipeline(
     settings: &Settings,
     options: &BenchOptions,
     run_id: &str,
-) -> anyhow::Result<(PhaseSummary, PhaseSummary)> {
+    workers: &Workers,
+) -> anyhow::Result<(PhaseSummary, PhaseSummary, work::PerOrder)> {
     let tracker = Arc::new(Tracker::new(options.in_flight));
     let world = traffic::start_outside_world(&settings.amqp, run_id, tracker.clone()).await?;
     let shop = traffic::Shop {
@@ -206,7 +209,10 @@ async fn measure_pipeline(
         .map_or(Amount::For(options.full_load), Amount::Orders);
     eprintln!("bench: full load, {} orders in flight", options.in_flight);
     let started = Instant::now();
+    let before = workers.sample().await?;
     let (placed, full) = load::closed_loop(&shop, &tracker, 0, amount).await?;
+    let after = workers.sample().await?;
+    let per_order = work::PerOrder::between(&before, &after, full.orders);
     eprintln!(
         "bench: full load {:.0} orders/s over {:.1?}; half load for {:?}",
         full.orders_per_sec,
@@ -219,7 +225,7 @@ async fn measure_pipeline(
         task.abort();
     }
     shop.client.close().await?;
-    Ok((full, half))
+    Ok((full, half, per_order))
 }
 
 /// The settings with a namespace and a database of this run's own.

@@ -102,7 +102,7 @@ pub async fn start_outside_world(
 
 /// Answers each handed-over order with an acceptance, a batch at a time.
 async fn customer(mut stream: InboundStream, client: Client) -> anyhow::Result<()> {
-    while let Some(batch) = stream.next_batch(BATCH).await {
+    while let Some(batch) = stream.next_batch(BATCH, std::time::Duration::ZERO).await {
         let batch = batch?;
         let answers: Vec<CustomerConfirmation> = batch
             .iter()
@@ -127,7 +127,7 @@ async fn customer(mut stream: InboundStream, client: Client) -> anyhow::Result<(
 
 /// Reports every order whose revenue was recognised.
 async fn tap(mut stream: InboundStream, run: String, tracker: Arc<Tracker>) -> anyhow::Result<()> {
-    while let Some(batch) = stream.next_batch(BATCH).await {
+    while let Some(batch) = stream.next_batch(BATCH, std::time::Duration::ZERO).await {
         let batch = batch?;
         for inbound in &batch {
             let order_id = Envelope::decode(inbound.body())

@@ -23,6 +23,8 @@ const STOP_LIMIT: Duration = Duration::from_secs(30);
 /// Running worker processes.
 pub struct Workers {
     children: Vec<Child>,
+    /// Where each serves its metrics.
+    metrics: Vec<String>,
 }
 
 impl Workers {
@@ -36,7 +38,9 @@ impl Workers {
         log_dir: &Path,
     ) -> anyhow::Result<Self> {
         let mut children = Vec::with_capacity(count);
+        let mut metrics = Vec::with_capacity(count);
         for i in 0..count {
+            let address = free_local_address()?;
             let log = log_dir.join(format!("worker-{i}.log"));
             let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
             let child = Command::new(binary)
@@ -44,14 +48,16 @@ impl Workers {
                 .env("FULFILMENT__AMQP__NAMESPACE", &settings.amqp.namespace)
                 .env("FULFILMENT__AMQP__URL", settings.amqp.url.expose())
                 .env("FULFILMENT__DATABASE__URL", settings.database.url.expose())
+                .env("FULFILMENT__METRICS__LISTEN", &address)
                 .stdin(Stdio::null())
                 .stdout(out.try_clone()?)
                 .stderr(out)
                 .spawn()
                 .with_context(|| format!("starting {} run", binary.display()))?;
             children.push(child);
+            metrics.push(address);
         }
-        let mut workers = Self { children };
+        let mut workers = Self { children, metrics };
         workers.wait_until_consuming(settings, count).await?;
         Ok(workers)
     }
@@ -96,6 +102,21 @@ impl Workers {
             }
         }
         Ok(None)
+    }
+
+    /// The workers' counters and CPU time, and the machine's, now.
+    pub async fn sample(&self) -> anyhow::Result<super::work::Sample> {
+        let mut sample = super::work::Sample {
+            machine_cpu: super::work::machine_cpu()?,
+            ..Default::default()
+        };
+        for (child, address) in self.children.iter().zip(&self.metrics) {
+            let text = super::work::scrape(address).await?;
+            sample.statements += super::work::value(&text, "fulfilment_sql_statements_total");
+            sample.commits += super::work::value(&text, "fulfilment_db_commits_total");
+            sample.worker_cpu += super::work::process_cpu(child.id())?;
+        }
+        Ok(sample)
     }
 
     /// Each worker's peak resident memory so far, in MiB (`VmHWM` in `/proc/<pid>/status`).
@@ -146,6 +167,12 @@ impl Drop for Workers {
             }
         }
     }
+}
+
+/// A local address no one listens on now, for a worker's metrics.
+fn free_local_address() -> anyhow::Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.to_string())
 }
 
 /// Whether every stage queue has the consumers `processes` workers start.

@@ -31,6 +31,9 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
         .expose()
         .parse()
         .with_context(|| format!("parsing database.url {}", settings.url))?;
+    // Statements take arrays of a batch's keys: planned for the arrays at hand they use the
+    // indexes; a plan cached while the tables were small would scan them whole once they grow.
+    let options = options.options([("plan_cache_mode", "force_custom_plan")]);
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(Duration::from_secs(10))
@@ -51,6 +54,21 @@ pub fn bookkeeping_pool(pool: &PgPool) -> PgPool {
         .max_connections(2)
         .acquire_timeout(Duration::from_secs(10))
         .connect_lazy_with(options)
+}
+
+/// Starts a transaction on `pool`, counted in the process's metrics.
+pub async fn begin(pool: &PgPool) -> sqlx::Result<sqlx::Transaction<'static, Postgres>> {
+    let tx = pool.begin().await?;
+    crate::metrics::statements(1);
+    Ok(tx)
+}
+
+/// Commits `tx`, counted in the process's metrics.
+pub async fn commit(tx: sqlx::Transaction<'static, Postgres>) -> sqlx::Result<()> {
+    tx.commit().await?;
+    crate::metrics::statements(1);
+    crate::metrics::committed();
+    Ok(())
 }
 
 /// Creates the configured database if it does not exist yet.

@@ -7,32 +7,21 @@ use sqlx::{PgConnection, Postgres, Row};
 
 use crate::envelope::{DirectTarget, WireEvent};
 
-/// Who published an outbox row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Publisher {
-    /// The stage that wrote the row, right after its commit.
-    Handler,
-    /// The relay, because the stage did not (it crashed, or the broker was away).
-    Relay,
-}
-
-impl Publisher {
-    fn as_str(self) -> &'static str {
-        match self {
-            Publisher::Handler => "handler",
-            Publisher::Relay => "relay",
-        }
-    }
-}
-
-/// Adds an event to the outbox and returns its row id.
+/// Adds an event to the outbox, pending until published, and returns its row id.
 pub async fn insert(conn: &mut PgConnection, event: &WireEvent) -> sqlx::Result<i64> {
     let query = sqlx::query_scalar(
-        "INSERT INTO outbox (event_id, order_id, routing_key, event_type, body, event_time, traceparent,
-           queue, properties)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        "WITH written AS (
+           INSERT INTO outbox (event_id, order_id, routing_key, event_type, body, event_time,
+             traceparent, queue, properties)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id, created_at
+         ), pending AS (
+           INSERT INTO outbox_pending (id, created_at) SELECT id, created_at FROM written
+         )
+         SELECT id FROM written",
     );
-    bind_row(query, event).fetch_one(conn).await
+    let id = bind_row(query, event).fetch_one(conn).await?;
+    crate::metrics::statements(1);
+    Ok(id)
 }
 
 /// A query returning an outbox row id, with the nine columns of `event`'s row bound next, in
@@ -53,19 +42,32 @@ pub(crate) fn bind_row<'q>(
         .bind(event.direct.as_ref().map(|d| &d.properties))
 }
 
-/// Marks rows as published.
-pub async fn mark_sent(conn: &mut PgConnection, ids: &[i64], by: Publisher) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE outbox SET sent_at = now(), sent_by = $2 WHERE id = ANY($1) AND sent_at IS NULL",
-    )
-    .bind(ids)
-    .bind(by.as_str())
-    .execute(conn)
-    .await?;
+/// Marks rows as published by the stage (or desk, or scheduler) that wrote them: they are no
+/// longer pending.
+pub async fn mark_sent(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM outbox_pending WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(conn)
+        .await?;
+    crate::metrics::statements(1);
+    crate::metrics::committed();
     Ok(())
 }
 
-/// Locks up to `limit` unsent rows older than `older_than`, skipping rows another relay holds.
+/// Marks rows as published by the relay: no longer pending, and relayed now.
+pub async fn mark_relayed(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Result<()> {
+    sqlx::query(
+        "WITH done AS (DELETE FROM outbox_pending WHERE id = ANY($1) RETURNING id)
+         UPDATE outbox SET relayed_at = now() WHERE id IN (SELECT id FROM done)",
+    )
+    .bind(ids)
+    .execute(conn)
+    .await?;
+    crate::metrics::statements(1);
+    Ok(())
+}
+
+/// Locks up to `limit` pending rows older than `older_than`, skipping rows another relay holds.
 /// Call inside a transaction; the locks last until it ends.
 pub async fn claim_unsent(
     conn: &mut PgConnection,
@@ -75,13 +77,16 @@ pub async fn claim_unsent(
     let rows = sqlx::query(
         "SELECT id, event_id, order_id, routing_key, event_type, body, event_time, traceparent,
            queue, properties
-         FROM outbox WHERE sent_at IS NULL AND created_at < $1
-         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+         FROM outbox WHERE id IN (
+           SELECT id FROM outbox_pending WHERE created_at < $1
+           ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+         ORDER BY id",
     )
     .bind(older_than)
     .bind(limit)
     .fetch_all(conn)
     .await?;
+    crate::metrics::statements(1);
     rows.into_iter()
         .map(|row| {
             let queue: Option<String> = row.try_get("queue")?;

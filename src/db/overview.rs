@@ -73,8 +73,7 @@ pub async fn open_cases(conn: &mut PgConnection) -> sqlx::Result<Vec<CaseCount>>
 /// The outbox's backlog.
 pub async fn outbox(conn: &mut PgConnection) -> sqlx::Result<OutboxBacklog> {
     sqlx::query_as(
-        "SELECT count(*) AS unsent, min(created_at) AS oldest_unsent_at
-         FROM outbox WHERE sent_at IS NULL",
+        "SELECT count(*) AS unsent, min(created_at) AS oldest_unsent_at FROM outbox_pending",
     )
     .fetch_one(conn)
     .await

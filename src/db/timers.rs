@@ -22,7 +22,7 @@ pub struct DueTimer {
 /// Locks up to `limit` due timers, skipping those another scheduler holds, and marks them fired.
 /// Call inside the transaction that also writes their events to the outbox.
 pub async fn fire_due(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<DueTimer>> {
-    sqlx::query_as(
+    let due = sqlx::query_as(
         "UPDATE timers SET fired_at = now() WHERE id IN (
             SELECT id FROM timers
             WHERE fired_at IS NULL AND cancelled_at IS NULL AND due_at <= now()
@@ -31,5 +31,7 @@ pub async fn fire_due(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<D
     )
     .bind(limit)
     .fetch_all(conn)
-    .await
+    .await?;
+    crate::metrics::statements(1);
+    Ok(due)
 }

@@ -122,7 +122,7 @@ async fn hop(
     loop {
         let batch = tokio::select! {
             _ = stop.cancelled() => break,
-            batch = stream.next_batch(batch_size) => batch.context("the broker closed a hop")??,
+            batch = stream.next_batch(batch_size, std::time::Duration::ZERO) => batch.context("the broker closed a hop")??,
         };
         publisher.forward(&next_queue, &batch).await?;
         if let Some(last) = batch.last() {
@@ -142,7 +142,7 @@ async fn sink(
     loop {
         let batch = tokio::select! {
             _ = stop.cancelled() => break,
-            batch = stream.next_batch(batch_size) => batch.context("the broker closed the sink")??,
+            batch = stream.next_batch(batch_size, std::time::Duration::ZERO) => batch.context("the broker closed the sink")??,
         };
         for inbound in &batch {
             if let Some(n) = inbound.message_id().and_then(|id| id.parse().ok()) {

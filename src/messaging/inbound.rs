@@ -263,25 +263,39 @@ impl InboundStream {
         )
     }
 
-    /// The next delivery and, without waiting, any others already received, up to `max` in all
-    /// (in delivery order). Under load a batch grows to what arrived while the last one was
-    /// handled; when idle it is one delivery, so batching adds no latency. `None` as for
-    /// [`Self::next`].
-    pub async fn next_batch(&mut self, max: usize) -> Option<anyhow::Result<Vec<Inbound>>> {
+    /// The next delivery and any others already received, up to `max` in all (in delivery
+    /// order); then, if the batch is not full and `linger` is not zero, whatever else arrives
+    /// within `linger` of the first. Under load a batch grows to what arrived while the last one
+    /// was handled; the caller lingers only when the last batch showed load, so a quiet
+    /// pipeline handles messages one at a time without waiting. `None` as for [`Self::next`].
+    pub async fn next_batch(
+        &mut self,
+        max: usize,
+        linger: std::time::Duration,
+    ) -> Option<anyhow::Result<Vec<Inbound>>> {
         let first = match self.next().await? {
             Ok(first) => first,
             Err(error) => return Some(Err(error)),
         };
+        let deadline = tokio::time::Instant::now() + linger;
         let mut batch = vec![first];
         while batch.len() < max {
-            match futures_lite::future::poll_once(self.consumer.next()).await {
-                Some(Some(Ok(delivery))) => batch.push(Inbound { delivery }),
-                Some(Some(Err(error))) => {
+            let next = match futures_lite::future::poll_once(self.consumer.next()).await {
+                Some(next) => next,
+                None if linger.is_zero() => break,
+                None => match tokio::time::timeout_at(deadline, self.consumer.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+            };
+            match next {
+                Some(Ok(delivery)) => batch.push(Inbound { delivery }),
+                Some(Err(error)) => {
                     self.held_error = Some(error);
                     break;
                 }
-                // Nothing more ready yet, or the end, which the next call reports.
-                Some(None) | None => break,
+                // The end, which the next call reports.
+                None => break,
             }
         }
         Some(Ok(batch))

@@ -29,6 +29,8 @@ pub struct Current {
 pub struct OrderView {
     /// The order, if it exists.
     pub current: Option<Current>,
+    /// When the order entered the pipeline (its row was written), if it exists.
+    pub entered_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Live allocations: units of each product held for the order.
     pub allocations: Vec<(String, u32)>,
     /// Documents issued and not voided.

@@ -7,6 +7,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
+use crate::db;
 use crate::db::batch::{self, NewCase, ReferenceKeys, Writes};
 use crate::domain::events::{Payload, ReviewCaseOpened};
 use crate::domain::{Escalation, OrderId};
@@ -42,6 +43,8 @@ pub struct Committed {
     pub emitted: Vec<(i64, WireEvent)>,
     /// What to do with each delivery.
     pub after: Vec<After>,
+    /// When it committed.
+    pub at: std::time::Instant,
 }
 
 /// Runs batches of one stage.
@@ -71,7 +74,7 @@ impl Transaction<'_> {
     pub async fn run(&self, pool: &PgPool, deliveries: &[Delivery]) -> anyhow::Result<Committed> {
         let stage = self.stage.name();
         let now = Utc::now();
-        let mut tx = pool.begin().await.context("starting a transaction")?;
+        let mut tx = db::begin(pool).await.context("starting a transaction")?;
         let mut lock_keys: Vec<String> =
             deliveries.iter().map(|d| d.lock_key().to_owned()).collect();
         lock_keys.sort();
@@ -117,6 +120,7 @@ impl Transaction<'_> {
             let outcome = match triage {
                 Triage::Duplicate => {
                     tracing::debug!(parent: &delivery.span, "duplicate delivery; no second effect");
+                    crate::metrics::delivery(stage, "duplicate");
                     After::Ack
                 }
                 Triage::Escalate {
@@ -166,9 +170,13 @@ impl Transaction<'_> {
                 .await?
                 .outbox_ids
         };
-        tx.commit().await.context("committing")?;
+        db::commit(tx).await.context("committing")?;
         let emitted = outbox_ids.into_iter().zip(writes.outbox).collect();
-        Ok(Committed { emitted, after })
+        Ok(Committed {
+            emitted,
+            after,
+            at: std::time::Instant::now(),
+        })
     }
 
     /// Opens a review case for one delivery on its own (its attempts ran out, or the database
@@ -180,15 +188,16 @@ impl Transaction<'_> {
         escalation: Escalation,
     ) -> anyhow::Result<Committed> {
         let stage = self.stage.name();
-        let mut tx = pool.begin().await.context("starting a transaction")?;
+        let mut tx = db::begin(pool).await.context("starting a transaction")?;
         batch::lock(&mut tx, &[delivery.lock_key().to_owned()]).await?;
         let key = delivery.key.clone();
         let checks = batch::check(&mut tx, stage.as_str(), std::slice::from_ref(&key), &[]).await?;
         if checks.inbox.contains_key(&key) {
-            tx.commit().await?;
+            db::commit(tx).await?;
             return Ok(Committed {
                 emitted: Vec::new(),
                 after: vec![After::Ack],
+                at: std::time::Instant::now(),
             });
         }
         let mut writes = Writes::default();
@@ -202,11 +211,12 @@ impl Transaction<'_> {
         writes.outbox =
             self.fill_cases(slots, case_ids, std::slice::from_ref(delivery), &mut writes);
         let written = batch::write(&mut tx, stage.as_str(), &writes).await?;
-        tx.commit().await.context("committing")?;
+        db::commit(tx).await.context("committing")?;
         let emitted = written.outbox_ids.into_iter().zip(writes.outbox).collect();
         Ok(Committed {
             emitted,
             after: vec![After::Ack],
+            at: std::time::Instant::now(),
         })
     }
 
@@ -241,11 +251,18 @@ impl Transaction<'_> {
         let mut plan = self.stage.decide(&input, view, refs);
         let _enter = delivery.span.enter();
         tracing::debug!(outcome = ?plan.outcome, effects = plan.effects.len(), "decided");
+        let completes = crate::stages::Effect::Move(crate::domain::OrderState::Completed);
+        if plan.effects.contains(&completes)
+            && let Some(entered) = view.entered_at
+        {
+            crate::metrics::order_completed((now - entered).to_std().unwrap_or_default());
+        }
         if let Outcome::TooEarly(early) = &plan.outcome {
             let failure = Failure::TooEarly(early.clone());
             match policy::on_failure(failure, attempt, self.retry, jitter()) {
                 Action::Retry { attempt, delay_ms } => {
                     tracing::info!(reason = %early, attempt, delay_ms, "too early; trying again later");
+                    crate::metrics::delivery(stage, "retried");
                     return After::Retry { attempt, delay_ms };
                 }
                 Action::Escalate(escalation) => plan = Plan::escalate(escalation),
@@ -267,6 +284,11 @@ impl Transaction<'_> {
                 delivery.trace.as_ref(),
             )));
         }
+        let outcome = match plan.outcome {
+            Outcome::Escalated(_) => "escalated",
+            _ => "handled",
+        };
+        crate::metrics::delivery(stage, outcome);
         if let Outcome::Escalated(escalation) = plan.outcome {
             slots.push(Slot::Case {
                 index,
@@ -307,6 +329,7 @@ impl Transaction<'_> {
                         role = escalation.role.as_str(),
                         "escalated to review"
                     );
+                    crate::metrics::case_opened(stage.as_str(), escalation.reason);
                     let opened = ReviewCaseOpened {
                         case_id: id,
                         order_id: delivery

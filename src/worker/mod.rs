@@ -74,6 +74,9 @@ pub struct FailurePolicy {
     pub max_message_bytes: usize,
     /// Most deliveries handled in one transaction.
     pub batch_size: usize,
+    /// How long a batch may wait to fill once it has its first delivery, when the pipeline is
+    /// busy.
+    pub batch_linger: Duration,
     /// The delivery terms of orders that name none (reference data every batch may need).
     pub default_terms: String,
 }
@@ -133,17 +136,24 @@ impl Worker {
     ) -> Result<(), WorkerError> {
         self.shutdown = shutdown.clone();
         let stage = self.stage.name();
+        let mut linger = Duration::ZERO;
         loop {
+            let max = self.policy.batch_size;
             let next = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                next = stream.next_batch(self.policy.batch_size) => next,
+                next = stream.next_batch(max, linger) => next,
             };
             let batch = match next {
                 Some(batch) => batch?,
                 None => {
                     return Err(anyhow::anyhow!("the broker closed the {stage} consumer").into());
                 }
+            };
+            // A batch of more than one shows load: let the next one fill up a little.
+            linger = match batch.len() {
+                1 => Duration::ZERO,
+                _ => self.policy.batch_linger,
             };
             if let Err(error) = self.process_batch(batch).await {
                 let _ = stream.close().await;
@@ -179,10 +189,22 @@ impl Worker {
     /// Runs `deliveries` in one transaction and settles them; if the transaction fails, splits
     /// them in halves and runs each, down to the single delivery.
     async fn process(&self, deliveries: Vec<Delivery>) -> Result<(), WorkerError> {
+        let started = std::time::Instant::now();
         match self.transaction().run(&self.pools.work, &deliveries).await {
             Ok(committed) => {
                 self.crash_if_told(&deliveries)?;
-                settle::settle(self, deliveries, committed).await
+                let size = deliveries.len();
+                let committed_in = started.elapsed();
+                settle::settle(self, deliveries, committed).await?;
+                crate::metrics::batch(self.stage.name(), size, started.elapsed());
+                tracing::debug!(
+                    stage = %self.stage.name(),
+                    size,
+                    transaction_ms = committed_in.as_millis() as u64,
+                    settled_ms = (started.elapsed() - committed_in).as_millis() as u64,
+                    "batch done"
+                );
+                Ok(())
             }
             Err(error) => {
                 let failure = policy::classify(&error);

@@ -16,7 +16,7 @@ pub async fn settle(
     deliveries: Vec<Delivery>,
     committed: Committed,
 ) -> Result<(), WorkerError> {
-    publish(worker, &committed.emitted).await?;
+    publish(worker, &committed.emitted, committed.at).await?;
     let mut last_done: Option<Inbound> = None;
     for (delivery, after) in deliveries.into_iter().zip(committed.after) {
         match after {
@@ -51,16 +51,22 @@ pub async fn settle(
 /// Publishes committed outbox rows with confirms, then marks them sent. A failure to mark them
 /// (the database restarting) is not the broker's: the rows stay unsent, the relay publishes
 /// them again later, and consumers drop the copies.
-async fn publish(worker: &Worker, emitted: &[(i64, WireEvent)]) -> Result<(), WorkerError> {
+async fn publish(
+    worker: &Worker,
+    emitted: &[(i64, WireEvent)],
+    committed_at: std::time::Instant,
+) -> Result<(), WorkerError> {
     if emitted.is_empty() {
         return Ok(());
     }
     let events: Vec<WireEvent> = emitted.iter().map(|(_, e)| e.clone()).collect();
-    worker
-        .publisher
-        .publish_all(&events, false)
-        .await
-        .map_err(|e| WorkerError::Failed(anyhow::Error::new(e).context("publishing the outbox")))?;
+    if let Err(error) = worker.publisher.publish_all(&events, false).await {
+        crate::metrics::publish_failed();
+        return Err(WorkerError::Failed(
+            anyhow::Error::new(error).context("publishing the outbox"),
+        ));
+    }
+    crate::metrics::published("handler", events.len() as u64, committed_at.elapsed());
     let ids: Vec<i64> = emitted.iter().map(|(id, _)| *id).collect();
     if let Err(error) = relay::mark_sent(&worker.pools.bookkeeping, &ids).await {
         tracing::warn!(error = %format!("{error:#}"), "marking published events sent failed; the relay will publish them again");

@@ -298,7 +298,7 @@ impl TestEnv {
 pub async fn completion(pool: &PgPool) -> (i64, i64) {
     sqlx::query_as(
         "SELECT (SELECT count(*) FROM orders WHERE state = 'completed'),
-                (SELECT count(*) FROM outbox WHERE sent_at IS NULL)",
+                (SELECT count(*) FROM outbox_pending)",
     )
     .fetch_one(pool)
     .await

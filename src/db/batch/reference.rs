@@ -41,19 +41,18 @@ pub async fn load_reference(
     keys: &ReferenceKeys,
 ) -> anyhow::Result<Reference> {
     let row = sqlx::query(
-        "WITH wanted AS (SELECT unnest($1::text[]) AS sku),
-         related AS (SELECT DISTINCT r->>'sku' AS sku
+        "WITH related AS (SELECT coalesce(array_agg(DISTINCT r->>'sku'), '{}') AS skus
            FROM products p, jsonb_array_elements(p.related) AS r
-           WHERE $2 AND p.sku IN (SELECT sku FROM wanted)),
+           WHERE $2 AND p.sku = ANY($1::text[])),
          locked_stock AS (SELECT sku, available FROM stock
-           WHERE $3 AND sku IN (SELECT sku FROM wanted) ORDER BY sku FOR UPDATE),
+           WHERE $3 AND sku = ANY($1::text[]) ORDER BY sku FOR UPDATE),
          read_stock AS (SELECT sku, available FROM stock
-           WHERE $4 AND sku IN (SELECT sku FROM wanted)),
+           WHERE $4 AND sku = ANY($1::text[])),
          sequences AS (SELECT kind, next_value FROM document_sequences
            WHERE $5 ORDER BY kind FOR UPDATE)
          SELECT
            (SELECT coalesce(jsonb_agg(to_jsonb(p) - 'updated_at'), '[]') FROM products p
-             WHERE $6 AND (p.sku IN (SELECT sku FROM wanted) OR p.sku IN (SELECT sku FROM related)))
+             WHERE $6 AND (p.sku = ANY($1::text[]) OR p.sku = ANY((SELECT skus FROM related)::text[])))
              AS products,
            (SELECT coalesce(jsonb_agg(jsonb_build_array(customer_id, identity_status, erased_at)), '[]')
              FROM customers WHERE $7 AND customer_id = ANY($8::text[])) AS customers,
@@ -66,7 +65,7 @@ pub async fn load_reference(
            (SELECT coalesce(jsonb_agg(jsonb_build_array(kind, next_value)), '[]') FROM sequences)
              AS sequences,
            (SELECT coalesce(jsonb_agg(jsonb_build_array(customer_id, sku)), '[]') FROM customer_skus
-             WHERE $2 AND customer_id = ANY($8::text[]) AND sku IN (SELECT sku FROM related))
+             WHERE $2 AND customer_id = ANY($8::text[]) AND sku = ANY((SELECT skus FROM related)::text[]))
              AS bought,
            (SELECT coalesce(jsonb_agg(jsonb_build_array(payment_reference, order_id, amount_minor)), '[]')
              FROM payments WHERE payment_reference = ANY($11::text[])) AS payments",
@@ -88,6 +87,7 @@ pub async fn load_reference(
     })
     .fetch_one(conn)
     .await?;
+    crate::metrics::statements(1);
     reference_from(&row)
 }
 
