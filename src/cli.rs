@@ -412,6 +412,7 @@ async fn run_pipeline(
     relay: bool,
     api: bool,
 ) -> anyhow::Result<()> {
+    let signals = StopSignals::listen();
     let pool = prepare_database(settings).await?;
     let mut stages = if stages.is_empty() {
         StageName::ALL.to_vec()
@@ -439,7 +440,7 @@ async fn run_pipeline(
     };
     tracing::info!(namespace = %settings.amqp.namespace, "pipeline running");
     let outcome = tokio::select! {
-        _ = shutdown_signal() => {
+        _ = signals.received() => {
             tracing::info!("shutting down: finishing in-flight deliveries");
             Ok(())
         }
@@ -488,10 +489,11 @@ async fn start_api(
 }
 
 async fn serve(settings: &Settings) -> anyhow::Result<()> {
+    let signals = StopSignals::listen();
     let pool = prepare_database(settings).await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let api = start_api(settings, pool, shutdown.clone()).await?;
-    shutdown_signal().await;
+    signals.received().await;
     shutdown.cancel();
     api.await?
 }
@@ -563,26 +565,35 @@ fn to_json<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
     Ok(format!("{}\n", serde_json::to_string_pretty(value)?))
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGINT and SIGTERM, listened for from the moment this is made: a signal that arrives while
+/// the process is still starting is not lost (nor does it kill the process mid-start).
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn listen() -> Self {
+        Self {
+            #[cfg(unix)]
+            terminate: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .ok(),
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+
+    /// Resolves on SIGINT or SIGTERM.
+    async fn received(mut self) {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        if let Some(term) = &mut self.terminate {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+        let _ = ctrl_c.await;
+    }
 }
 
 /// Reads one order or an array of orders from a JSON file.

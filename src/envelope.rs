@@ -348,4 +348,80 @@ mod tests {
         assert_eq!(root.child().trace_id(), root.trace_id());
         assert!(TraceParent::parse("garbage").is_none());
     }
+
+    mod properties {
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        use super::super::*;
+
+        /// Any JSON value, nested a few levels, with hostile strings and numbers.
+        fn any_json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+                ".{0,40}".prop_map(Value::String),
+                "[\\u{0}-\\u{1f}\\u{2028}\\u{202e}a-z]{0,8}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 64, 8, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::btree_map("[a-z_]{1,12}", inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn valid() -> Value {
+            let payload = crate::domain::events::OrderVerified {
+                order_id: OrderId::parse("ORD-1").unwrap(),
+                version: 1,
+                total_minor: 100,
+                currency: crate::domain::Currency::parse("GBP").unwrap(),
+            };
+            serde_json::to_value(Envelope::wrap("test", &payload)).unwrap()
+        }
+
+        /// A refusal says what is wrong without carrying a hostile value raw.
+        fn assert_named(error: &EnvelopeError) {
+            let text = error.to_string();
+            assert!(!text.is_empty());
+            assert!(!text.contains('\u{0}'), "{text:?}");
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn any_bytes_are_an_event_or_a_named_refusal(body in prop::collection::vec(any::<u8>(), 0..1024)) {
+                if let Err(error) = Envelope::read(&body) {
+                    assert_named(&error);
+                }
+            }
+
+            #[test]
+            fn any_data_in_an_envelope_is_an_event_or_a_named_refusal(data in any_json()) {
+                let mut envelope = valid();
+                envelope["data"] = data;
+                if let Err(error) = Envelope::read(&serde_json::to_vec(&envelope).unwrap()) {
+                    assert_named(&error);
+                }
+            }
+
+            #[test]
+            fn any_attribute_is_an_event_or_a_named_refusal(
+                field in prop::sample::select(vec!["id", "source", "type", "subject", "time", "specversion"]),
+                value in any_json(),
+            ) {
+                let mut envelope = valid();
+                envelope[field] = value;
+                match Envelope::read(&serde_json::to_vec(&envelope).unwrap()) {
+                    Err(error) => assert_named(&error),
+                    Ok((read, _)) => prop_assert!(crate::domain::text::event_id("id", &read.id).is_ok()),
+                }
+            }
+        }
+    }
 }

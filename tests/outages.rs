@@ -167,7 +167,6 @@ async fn the_broker_stops_and_starts_mid_run() {
     stream.await.unwrap();
     assert_exactly_once(&env, "BRK").await;
     assert!(env.restarts() >= 1, "the pipeline reconnected");
-    env.teardown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,7 +207,6 @@ async fn database_connections_are_terminated_mid_run() {
     admin.close().await;
     stream.await.unwrap();
     assert_exactly_once(&env, "PGK").await;
-    env.teardown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,7 +249,6 @@ async fn a_worker_process_is_killed_and_restarted() {
     stream.await.unwrap();
     assert_exactly_once(&env, "KIL").await;
     second.lock().await.start_kill().unwrap();
-    env.teardown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,7 +280,6 @@ async fn the_review_desk_reconnects_after_the_broker_restarts() {
     // The desk's first connection died with the broker; it opens a new one to publish.
     retry_case_of(&env, &url, "DESK-2").await;
     assert_eq!(retry_published_by(&env, "DESK-2").await, "handler");
-    env.teardown().await;
 }
 
 /// Retries the open case about `order` through the review API.

@@ -77,7 +77,6 @@ async fn a_higher_version_is_verified_again_and_a_stale_one_is_ignored() {
             .await
             .unwrap();
     assert_eq!(versions, 2, "the order keeps its versions");
-    env.teardown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,5 +102,4 @@ async fn an_amendment_after_handover_is_refused_to_review() {
         .await
         .unwrap();
     assert_eq!(version, 1);
-    env.teardown().await;
 }

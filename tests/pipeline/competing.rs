@@ -38,5 +38,4 @@ async fn two_pipelines_on_one_namespace_finish_200_orders_without_duplicate_effe
             "{event} published twice for an order"
         );
     }
-    env.teardown().await;
 }

@@ -69,7 +69,6 @@ async fn delivery_terms_decide_when_ownership_passes_and_acceptance_is_explicit(
         .collect();
     assert_eq!(skus, ["KETTLE-DESCALER", "CARE-PLAN-12M"]);
     assert!(tap.assert_all_match_the_contract() > 0);
-    env.teardown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,7 +95,6 @@ async fn a_complaint_goes_to_customer_service_and_stops_the_acceptance_deadline(
             .as_deref(),
         Some("handed_over")
     );
-    env.teardown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,7 +121,6 @@ async fn a_complaint_before_the_handover_means_silence_is_never_taken_as_accepta
             .as_deref(),
         Some("handed_over")
     );
-    env.teardown().await;
 }
 
 async fn complain(env: &TestEnv, order: &str) {
@@ -170,5 +167,4 @@ async fn silence_is_deemed_acceptance_even_across_a_restart() {
     .await
     .unwrap();
     assert_eq!(basis, "deemed");
-    env.teardown().await;
 }

@@ -131,5 +131,4 @@ async fn documents_are_numbered_without_gaps_fingerprinted_and_exact() {
         );
     }
     std::fs::remove_dir_all(dir).unwrap();
-    env.teardown().await;
 }

@@ -81,7 +81,6 @@ async fn every_message_delivered_twice_has_one_effect() {
     )
     .await;
     assert_eq!(cases, 0);
-    env.teardown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,7 +128,6 @@ async fn a_crash_between_commit_and_publish_is_recovered_by_the_relay() {
         relayed,
         "the event left by the crash was published by the relay"
     );
-    env.teardown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,7 +155,6 @@ async fn a_message_that_is_not_an_event_goes_to_review_with_its_bytes_intact() {
     assert_eq!(reason, "invalid_utf8");
     assert_eq!(body, garbage);
     assert_eq!(stage, "verify");
-    env.teardown().await;
 }
 
 fn order_placed(id: &str) -> fulfilment::domain::events::OrderPlaced {

@@ -41,5 +41,4 @@ async fn two_hundred_orders_each_complete_once_with_one_record_per_stage_in_orde
     assert_eq!(status.total_minor, orders[7].lines_total_minor().unwrap());
     // Every message of the run matches the published contract.
     assert!(tap.assert_all_match_the_contract() >= 200 * 9);
-    env.teardown().await;
 }

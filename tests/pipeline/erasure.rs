@@ -146,7 +146,6 @@ async fn erasure_removes_personal_data_everywhere_and_keeps_the_books() {
         [&json!(0), &json!(0)]
     );
     assert_eq!(again["outbox_messages_cleared"], 0);
-    env.teardown().await;
 }
 
 /// POSTs `{"note": note}` to `path` on the API.

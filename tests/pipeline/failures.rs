@@ -62,7 +62,6 @@ async fn transient_failures_are_retried_with_backoff_then_escalated() {
             .as_deref(),
         Some("verified")
     );
-    env.teardown().await;
 }
 
 fn raw(id: &str, body: Vec<u8>) -> WireEvent {
@@ -214,5 +213,4 @@ async fn bad_input_goes_to_review_with_a_reason_and_good_orders_complete() {
             .unwrap();
     assert_eq!(utf8, vec![0xc3, 0x28, 0xa0, 0xa1], "kept byte for byte");
     assert_eq!(env.restarts(), 0, "no worker restarted");
-    env.teardown().await;
 }

@@ -1,6 +1,8 @@
 //! A test environment: its own database and namespace on the real Postgres and RabbitMQ, so
 //! tests run in parallel; pipelines started in-process; a simulated customer; a tap that records
-//! every event published; and waiting on outcomes with deadlines.
+//! every event published; and waiting on outcomes, woken by each event the tap sees, with a
+//! deadline. The environment removes its database and queues when it is dropped, whether the
+//! test passed or not.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,7 +28,11 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 /// How long a test waits for an outcome before it fails.
-pub const DEADLINE: Duration = Duration::from_secs(90);
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// How often a wait looks again when no event arrives (some outcomes, such as a review case
+/// resolved, publish nothing).
+const LOOK_AGAIN: Duration = Duration::from_millis(250);
 
 /// One test's world.
 pub struct TestEnv {
@@ -37,6 +43,7 @@ pub struct TestEnv {
     pipelines: Vec<Pipeline>,
     helpers: Vec<JoinHandle<()>>,
     extra_queues: Vec<String>,
+    tap: Option<Tap>,
 }
 
 impl TestEnv {
@@ -70,7 +77,7 @@ impl TestEnv {
             .await
             .expect("connect broker");
         let topology = Topology::new(&settings.amqp.namespace);
-        Self {
+        let mut env = Self {
             settings,
             pool,
             client,
@@ -78,7 +85,11 @@ impl TestEnv {
             pipelines: Vec::new(),
             helpers: Vec::new(),
             extra_queues: Vec::new(),
-        }
+            tap: None,
+        };
+        let tap = env.tap_everything().await;
+        env.tap = Some(tap);
+        env
     }
 
     /// Starts a pipeline in this process with `options`.
@@ -164,15 +175,19 @@ impl TestEnv {
         }));
     }
 
-    /// Starts recording every event published on the exchange.
+    /// The tap recording every event published on the exchange since the environment began.
     pub async fn start_tap(&mut self) -> Tap {
+        self.tap.clone().expect("every environment has a tap")
+    }
+
+    async fn tap_everything(&mut self) -> Tap {
         let queue = self.bind_queue("tap", &["#"]).await;
         let connection = messaging::connect(&self.settings.amqp, "tap")
             .await
             .unwrap();
         let mut stream = InboundStream::open(&connection, &queue, 500).await.unwrap();
         let tap = Tap::default();
-        let events = tap.events.clone();
+        let (events, arrived) = (tap.events.clone(), tap.arrived.clone());
         self.helpers.push(tokio::spawn(async move {
             let _connection = connection;
             while let Some(Ok(inbound)) = stream.next().await {
@@ -183,6 +198,7 @@ impl TestEnv {
                         .unwrap()
                         .push((inbound.body().to_vec(), envelope));
                 }
+                arrived.notify_waiters();
                 inbound.ack().await.unwrap();
             }
         }));
@@ -212,14 +228,17 @@ impl TestEnv {
         self.client.submit(orders).await.expect("submit orders");
     }
 
-    /// Waits until `check` returns `Some`, polling; fails the test at the deadline with `what`.
+    /// Waits until `check` returns `Some`, looking again each time the tap sees an event (and
+    /// at least every [`LOOK_AGAIN`]); fails the test at the deadline with `what`.
     pub async fn wait_for<T, F, Fut>(&self, what: &str, mut check: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Option<T>>,
     {
+        let arrived = self.tap.as_ref().map(|t| t.arrived.clone()).unwrap_or_default();
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
+            let next_event = arrived.notified();
             if let Some(value) = check().await {
                 return value;
             }
@@ -227,7 +246,7 @@ impl TestEnv {
                 tokio::time::Instant::now() < deadline,
                 "timed out waiting for {what}"
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            let _ = tokio::time::timeout(LOOK_AGAIN, next_event).await;
         }
     }
 
@@ -265,33 +284,45 @@ impl TestEnv {
         })
         .await;
     }
+}
 
-    /// Stops everything and removes the test's queues and database.
-    pub async fn teardown(self) {
-        for pipeline in self.pipelines {
-            let _ = pipeline.shutdown().await;
+impl Drop for TestEnv {
+    /// Removes the test's queues and database even when the test failed part-way: pipelines
+    /// and helpers are told to stop, and the removal runs on a runtime of its own.
+    fn drop(&mut self) {
+        for pipeline in &self.pipelines {
+            pipeline.shutdown_token().cancel();
         }
-        for helper in self.helpers {
+        for helper in &self.helpers {
             helper.abort();
         }
-        let client = if self.client.connection().status().connected() {
-            self.client
-        } else {
-            Client::connect(&self.settings.amqp, "tests")
-                .await
-                .expect("reconnect for teardown")
-        };
-        let channel = client.connection().create_channel().await.unwrap();
-        for queue in &self.extra_queues {
-            let _ = channel
-                .queue_delete(queue.as_str().into(), Default::default())
-                .await;
-        }
-        let _ = self.topology.delete(&channel).await;
-        let _ = client.close().await;
-        self.pool.close().await;
-        let _ = db::drop_database(&self.settings.database).await;
+        let (settings, topology) = (self.settings.clone(), self.topology.clone());
+        let queues = std::mem::take(&mut self.extra_queues);
+        let removal = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the removal");
+            runtime.block_on(remove(&settings, &topology, &queues));
+        });
+        let _ = removal.join();
     }
+}
+
+/// Deletes a test's queues and exchange, and its database (closing its connections).
+async fn remove(settings: &Settings, topology: &Topology, extra_queues: &[String]) {
+    if let Ok(client) = Client::connect(&settings.amqp, "tests/teardown").await {
+        if let Ok(channel) = client.connection().create_channel().await {
+            for queue in extra_queues {
+                let _ = channel
+                    .queue_delete(queue.as_str().into(), Default::default())
+                    .await;
+            }
+            let _ = topology.delete(&channel).await;
+        }
+        let _ = client.close().await;
+    }
+    let _ = db::drop_database(&settings.database).await;
 }
 
 /// Completed orders and unsent outbox rows.
@@ -336,10 +367,11 @@ pub fn six_stages() -> Vec<String> {
 /// An event as the tap saw it: the raw body and its decoded envelope.
 pub type Seen = (Vec<u8>, Envelope);
 
-/// Every event the tap saw.
+/// Every event the tap saw, and a signal each time one arrives.
 #[derive(Clone, Default)]
 pub struct Tap {
     pub events: Arc<Mutex<Vec<Seen>>>,
+    arrived: Arc<tokio::sync::Notify>,
 }
 
 impl Tap {

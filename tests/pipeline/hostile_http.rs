@@ -84,7 +84,6 @@ async fn no_hostile_request_gets_a_server_error() {
         statuses.keys().any(|s| (200..300).contains(s)),
         "{statuses:?}"
     );
-    env.teardown().await;
 }
 
 /// Sends a probe and checks the answer: a response (not a dropped connection), below 500, and
@@ -561,7 +560,6 @@ mod regressions {
             .await
             .unwrap();
         assert_eq!(status, "open", "no refused request resolved the case");
-        env.teardown().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -596,7 +594,6 @@ mod regressions {
         let response = http.get(format!("{url}/orders")).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert!(response.json::<Value>().await.unwrap()["error"].is_string());
-        env.teardown().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -712,7 +709,6 @@ mod regressions {
             .map(|(_, e)| e.event_type.clone())
             .collect();
         assert_eq!(types, ["fulfilment.payment.captured.v1"]);
-        env.teardown().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -770,6 +766,5 @@ mod regressions {
             1,
             "only the order that fits was published"
         );
-        env.teardown().await;
     }
 }

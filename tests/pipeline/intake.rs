@@ -91,5 +91,4 @@ async fn a_shop_places_answers_pays_and_amends_over_http() {
     let case = env.wait_cases(1).await.remove(0);
     assert_eq!(case.reason, "amendment_after_handover");
     assert_eq!(cases(&env.pool).await.len(), 1);
-    env.teardown().await;
 }

@@ -34,5 +34,4 @@ async fn the_python_examples_publish_and_receive_through_the_pipeline() {
     );
     env.wait_state("PY-WEB", "completed").await;
     env.wait_state("PY-PHONE", "handed_over").await;
-    env.teardown().await;
 }

@@ -10,6 +10,7 @@ mod end_to_end;
 mod erasure;
 mod failures;
 mod helpers;
+mod hostile;
 mod hostile_http;
 mod intake;
 mod integration_examples;

@@ -102,7 +102,6 @@ async fn the_overview_counts_orders_cases_backlogs_and_queues() {
     ] {
         assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
     }
-    env.teardown().await;
 }
 
 fn queue<'a>(overview: &'a Value, name: &str) -> &'a Value {

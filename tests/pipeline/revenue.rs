@@ -247,7 +247,6 @@ async fn every_line_is_recognised_at_its_point_and_the_ledger_balances_to_the_ce
         );
     }
     assert!(tap.assert_all_match_the_contract() > 0);
-    env.teardown().await;
 }
 
 fn payment(order: &str, amount_minor: i64) -> PaymentCaptured {
@@ -316,7 +315,6 @@ async fn a_payment_captured_before_its_order_waits_for_the_order() {
     assert_eq!(cash, 3999);
     assert!(cases(&env.pool).await.is_empty(), "nothing went to review");
     channel.close(200, "ok".into()).await.unwrap();
-    env.teardown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -352,5 +350,4 @@ async fn a_payment_for_an_order_that_never_comes_goes_to_finance() {
         properties["headers"]["x-fulfilment-attempt"],
         json!({"LongUInt": 3})
     );
-    env.teardown().await;
 }

@@ -119,7 +119,6 @@ async fn authority_is_enforced_and_a_retry_happens_once_for_two_clicks() {
         .await
         .unwrap();
     assert_eq!(actions, [("retry".to_owned(), "Mia Chen".to_owned())]);
-    env.teardown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,5 +273,4 @@ async fn amend_verifies_again_cancel_compensates_and_close_records_why() {
         "test traffic from a broken client"
     );
     assert!(tap.assert_all_match_the_contract() > 0);
-    env.teardown().await;
 }

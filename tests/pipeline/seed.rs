@@ -142,7 +142,6 @@ async fn a_bad_record_in_the_middle_writes_nothing() {
     );
     assert_ne!(snapshot(&env.pool).await, before);
     std::fs::remove_dir_all(&dir).unwrap();
-    env.teardown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,5 +166,4 @@ async fn a_toml_file_is_checked_the_same_way() {
         "{error}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
-    env.teardown().await;
 }

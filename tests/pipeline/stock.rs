@@ -53,7 +53,6 @@ async fn two_processes_never_oversell_and_stock_never_goes_negative() {
     assert_eq!((prepared, refused), (50, 30));
     assert_eq!(available, 0);
     assert_eq!(allocated, 50, "allocations match what left the shelf");
-    env.teardown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,5 +100,4 @@ async fn goods_get_checks_and_a_pick_list_and_services_get_a_slot() {
             .unwrap()
             .ends_with("T09:00:00Z")
     );
-    env.teardown().await;
 }

@@ -196,5 +196,4 @@ async fn each_rule_refuses_to_review_with_its_reason_and_role() {
         stored.contains("security_questions") && !stored.contains("Rex"),
         "{stored}"
     );
-    env.teardown().await;
 }
