@@ -361,7 +361,9 @@ mod tests {
                 Just(Value::Null),
                 any::<bool>().prop_map(Value::Bool),
                 any::<i64>().prop_map(Value::from),
-                any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+                any::<f64>().prop_map(
+                    |f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+                ),
                 ".{0,40}".prop_map(Value::String),
                 "[\\u{0}-\\u{1f}\\u{2028}\\u{202e}a-z]{0,8}".prop_map(Value::String),
             ];

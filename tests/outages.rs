@@ -316,3 +316,92 @@ async fn retry_published_by(env: &TestEnv, order: &str) -> String {
     })
     .await
 }
+
+/// Orders of two to four lines each, over the same four products in varying line orders, so
+/// that concurrent batches want the same stock rows.
+fn hot_orders(prefix: &str, n: usize) -> Vec<WireEvent> {
+    let skus = [
+        ("MUG-BLUE", 1250),
+        ("KETTLE-STEEL", 3999),
+        ("TEA-EARLGREY-250G", 699),
+        ("KETTLE-DESCALER", 450),
+    ];
+    (0..n)
+        .map(|i| {
+            let lines: Vec<serde_json::Value> = (0..2 + i % 3)
+                .map(|k| {
+                    let (sku, price) = skus[(i * 3 + k * (1 + i % 2)) % skus.len()];
+                    helpers::line(sku, 1, price)
+                })
+                .collect();
+            let order = helpers::order_with(&format!("{prefix}-{i}"), lines);
+            WireEvent::new("tests", &OrderPlaced::new(order), None)
+        })
+        .collect()
+}
+
+/// Deadlocks Postgres has detected in the test's database.
+async fn deadlocks(env: &TestEnv) -> i64 {
+    sqlx::query_scalar("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_hot_stock_through_a_broker_restart_without_deadlock() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut env = TestEnv::with(quick).await;
+    env.start_pipeline(PipelineOptions::default()).await;
+    env.start_pipeline(PipelineOptions::default()).await;
+    let before = deadlocks(&env).await;
+    let orders = hot_orders("HOT", 150);
+    let (first, rest) = orders.split_at(50);
+    env.client.publish_raw(first).await.unwrap();
+    env.wait_for("some orders prepared", || {
+        let pool = env.pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM allocations")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            (n >= 20).then_some(())
+        }
+    })
+    .await;
+    let guard = BrokerGuard;
+    rabbitmqctl("stop_app").await;
+    rabbitmqctl("start_app").await;
+    drop(guard);
+    // A backlog builds while the pipelines reconnect, and arrives as full batches in both.
+    let client = Client::connect(&env.settings.amqp, "tests/hot")
+        .await
+        .unwrap();
+    client.publish_raw(rest).await.unwrap();
+    env.wait_completed(150).await;
+    assert_eq!(
+        deadlocks(&env).await - before,
+        0,
+        "Postgres detected deadlocks"
+    );
+    // Stock adds up: what is left and what is allocated is what was seeded.
+    let catalogue =
+        fulfilment::seed::read(std::path::Path::new("examples/catalogue.json")).unwrap();
+    for level in catalogue.stock {
+        let (available, allocated): (i32, i64) = sqlx::query_as(
+            "SELECT available, (SELECT coalesce(sum(quantity), 0) FROM allocations
+               WHERE sku = $1 AND released_at IS NULL) FROM stock WHERE sku = $1",
+        )
+        .bind(&level.sku)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            i64::from(available) + allocated,
+            i64::from(level.available),
+            "{}",
+            level.sku
+        );
+    }
+    assert!(env.restarts() >= 2, "both pipelines reconnected");
+}

@@ -157,6 +157,14 @@ impl Transaction<'_> {
             .context("reserving review case ids")?;
         let events = self.fill_cases(slots, case_ids, deliveries, &mut writes);
         writes.outbox = events;
+        #[cfg(feature = "faults")]
+        if deliveries
+            .iter()
+            .filter_map(Delivery::order_id)
+            .any(|order| self.faults.poisons(stage, order.as_str()))
+        {
+            batch::refuse_on_purpose(&mut tx).await?;
+        }
         let outbox_ids = if writes.is_empty() {
             Vec::new()
         } else {

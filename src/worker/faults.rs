@@ -29,6 +29,10 @@ mod enabled {
         /// Called with the stage and order id of each delivery after a commit; `true` makes the
         /// worker stop there as if the process died: nothing published, nothing acknowledged.
         pub crash_after_commit: Option<CrashHook>,
+        /// Called with the stage and order id of each delivery before its batch is written;
+        /// `true` makes the database refuse any batch that holds the delivery (a division by
+        /// zero), as a poisoned delivery would.
+        pub poison: Option<CrashHook>,
     }
 }
 
@@ -44,6 +48,16 @@ impl Faults {
         #[cfg(feature = "faults")]
         if let Some(hook) = &self.fail_transiently {
             return hook(stage, order, attempt);
+        }
+        false
+    }
+
+    /// Whether a batch holding this delivery is to be refused by the database.
+    #[cfg_attr(not(feature = "faults"), allow(unused_variables))]
+    pub fn poisons(&self, stage: StageName, order: &str) -> bool {
+        #[cfg(feature = "faults")]
+        if let Some(hook) = &self.poison {
+            return hook(stage, order);
         }
         false
     }

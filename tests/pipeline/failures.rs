@@ -214,3 +214,38 @@ async fn bad_input_goes_to_review_with_a_reason_and_good_orders_complete() {
     assert_eq!(utf8, vec![0xc3, 0x28, 0xa0, 0xa1], "kept byte for byte");
     assert_eq!(env.restarts(), 0, "no worker restarted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_delivery_is_split_off_and_the_rest_of_its_batch_commits() {
+    let mut env = TestEnv::new().await;
+    // Every order waits in the verify queue before the pipeline starts, so the first batch
+    // holds them all, the poisoned one in the middle.
+    let orders: Vec<_> = (0..12).map(|i| order(&format!("BATCH-{i}"), i)).collect();
+    env.submit(&orders).await;
+    let hook =
+        Arc::new(|stage: StageName, order: &str| stage == StageName::Verify && order == "BATCH-5");
+    env.start_pipeline(PipelineOptions {
+        faults: Faults {
+            poison: Some(hook),
+            ..Faults::default()
+        },
+        ..PipelineOptions::default()
+    })
+    .await;
+    env.start_customer().await;
+    env.wait_completed(11).await;
+    let cases = env.wait_cases(1).await;
+    assert_eq!(cases.len(), 1);
+    assert_eq!(cases[0].order_id.as_deref(), Some("BATCH-5"));
+    assert_eq!(cases[0].reason, "database_refused");
+    let detail: String = sqlx::query_scalar("SELECT detail FROM review_cases")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert!(detail.contains("division by zero"), "{detail}");
+    assert_eq!(crate::helpers::state(&env.pool, "BATCH-5").await, None);
+    assert_eq!(env.restarts(), 0);
+    // Every other order of the batch went all the way.
+    let timelines = timelines(&env.pool).await;
+    assert_eq!(timelines.len(), 11);
+}

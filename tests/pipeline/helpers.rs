@@ -235,7 +235,11 @@ impl TestEnv {
         F: FnMut() -> Fut,
         Fut: Future<Output = Option<T>>,
     {
-        let arrived = self.tap.as_ref().map(|t| t.arrived.clone()).unwrap_or_default();
+        let arrived = self
+            .tap
+            .as_ref()
+            .map(|t| t.arrived.clone())
+            .unwrap_or_default();
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
             let next_event = arrived.notified();

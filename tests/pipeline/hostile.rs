@@ -96,6 +96,9 @@ async fn a_good_order_completes(env: &TestEnv, id: &str) {
     env.wait_state(id, "completed").await;
 }
 
+/// Makes good properties bad.
+type Spoil = Box<dyn Fn(BasicProperties) -> BasicProperties>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn properties_that_are_not_utf8_or_hold_nul_go_to_review_and_stop_nothing() {
     let mut env = TestEnv::new().await;
@@ -107,14 +110,32 @@ async fn properties_that_are_not_utf8_or_hold_nul_go_to_review_and_stop_nothing(
         headers.insert(bad(key), AMQPValue::LongString("x".into()));
         headers
     };
-    let variants: Vec<(&str, Box<dyn Fn(BasicProperties) -> BasicProperties>)> = vec![
-        ("message-id", Box::new(move |p| p.with_message_id(bad(&[0xff, 0xfe, b'1'])))),
-        ("correlation-id", Box::new(move |p| p.with_correlation_id(bad(&[b'A', 0xc3, 0x28])))),
+    let variants: Vec<(&str, Spoil)> = vec![
+        (
+            "message-id",
+            Box::new(move |p| p.with_message_id(bad(&[0xff, 0xfe, b'1']))),
+        ),
+        (
+            "correlation-id",
+            Box::new(move |p| p.with_correlation_id(bad(&[b'A', 0xc3, 0x28]))),
+        ),
         ("type", Box::new(move |p| p.with_type(bad(&[0x80])))),
-        ("content-type", Box::new(move |p| p.with_content_type(bad(&[0xe2, 0x82])))),
-        ("the header name", Box::new(move |p| p.with_headers(header(&[b'k', 0xff])))),
-        ("message-id", Box::new(move |p| p.with_message_id(bad(b"nul\0id")))),
-        ("the header name", Box::new(move |p| p.with_headers(header(b"nul\0key")))),
+        (
+            "content-type",
+            Box::new(move |p| p.with_content_type(bad(&[0xe2, 0x82]))),
+        ),
+        (
+            "the header name",
+            Box::new(move |p| p.with_headers(header(&[b'k', 0xff]))),
+        ),
+        (
+            "message-id",
+            Box::new(move |p| p.with_message_id(bad(b"nul\0id"))),
+        ),
+        (
+            "the header name",
+            Box::new(move |p| p.with_headers(header(b"nul\0key"))),
+        ),
     ];
     let mut sent = Vec::new();
     for (i, (_, spoil)) in variants.iter().enumerate() {
@@ -135,12 +156,16 @@ async fn properties_that_are_not_utf8_or_hold_nul_go_to_review_and_stop_nothing(
         assert!(detail.contains(name), "{detail} should name {name}");
         assert_eq!(body, sent_body, "the body is kept byte for byte");
         let kept: BasicProperties = serde_json::from_slice(properties).unwrap();
-        assert_eq!(&kept, sent_properties, "the properties are kept octet for octet");
+        assert_eq!(
+            &kept, sent_properties,
+            "the properties are kept octet for octet"
+        );
     }
-    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE order_id LIKE 'BAD-PROP-%'")
-        .fetch_one(&env.pool)
-        .await
-        .unwrap();
+    let orders: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM orders WHERE order_id LIKE 'BAD-PROP-%'")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
     assert_eq!(orders, 0);
     assert_every_stage_consumes(&env).await;
 }
@@ -170,30 +195,53 @@ async fn hostile_envelopes_and_payloads_go_to_review_once_naming_the_field() {
         Envelope::wrap("tests", &paid).to_bytes()
     };
     let bad: Vec<(&str, Vec<u8>, &str, &str)> = vec![
-        ("order.placed", spoiled("NUL-ID", |j| j["id"] = json!("a\u{0}b")), "invalid_envelope", "id"),
-        ("order.placed", spoiled("LONG-ID", |j| j["id"] = json!(long)), "invalid_envelope", "id"),
-        ("order.placed", spoiled("EMPTY-ID", |j| j["id"] = json!("")), "invalid_envelope", "id"),
         (
             "order.placed",
-            spoiled("NUL-CUSTOMER", |j| j["data"]["order"]["customer_id"] = json!("C\u{0}1")),
+            spoiled("NUL-ID", |j| j["id"] = json!("a\u{0}b")),
+            "invalid_envelope",
+            "id",
+        ),
+        (
+            "order.placed",
+            spoiled("LONG-ID", |j| j["id"] = json!(long)),
+            "invalid_envelope",
+            "id",
+        ),
+        (
+            "order.placed",
+            spoiled("EMPTY-ID", |j| j["id"] = json!("")),
+            "invalid_envelope",
+            "id",
+        ),
+        (
+            "order.placed",
+            spoiled("NUL-CUSTOMER", |j| {
+                j["data"]["order"]["customer_id"] = json!("C\u{0}1")
+            }),
             "invalid_payload",
             "customer_id",
         ),
         (
             "order.placed",
-            spoiled("LONG-SKU", |j| j["data"]["order"]["lines"][0]["sku"] = json!(long)),
+            spoiled("LONG-SKU", |j| {
+                j["data"]["order"]["lines"][0]["sku"] = json!(long)
+            }),
             "invalid_payload",
             "lines[0].sku",
         ),
         (
             "order.placed",
-            spoiled("NEG-QTY", |j| j["data"]["order"]["lines"][0]["quantity"] = json!(-1)),
+            spoiled("NEG-QTY", |j| {
+                j["data"]["order"]["lines"][0]["quantity"] = json!(-1)
+            }),
             "invalid_payload",
             "order.lines[0].quantity",
         ),
         (
             "order.placed",
-            spoiled("BAD-DATE", |j| j["data"]["order"]["placed_at"] = json!("yesterday")),
+            spoiled("BAD-DATE", |j| {
+                j["data"]["order"]["placed_at"] = json!("yesterday")
+            }),
             "invalid_payload",
             "order.placed_at",
         ),
@@ -209,12 +257,23 @@ async fn hostile_envelopes_and_payloads_go_to_review_once_naming_the_field() {
             "invalid_payload",
             "data.order_id",
         ),
-        ("payment.captured", payment("MAX-1"), "invalid_payload", "amount_minor"),
+        (
+            "payment.captured",
+            payment("MAX-1"),
+            "invalid_payload",
+            "amount_minor",
+        ),
     ];
     for (key, body, _, _) in &bad {
         // Twice each: the same bytes again are a duplicate, not a second case.
         for _ in 0..2 {
-            publish(&env, key, body, BasicProperties::default().with_delivery_mode(2)).await;
+            publish(
+                &env,
+                key,
+                body,
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await;
         }
     }
     a_good_order_completes(&env, "AFTER-ENVELOPES").await;
@@ -222,12 +281,27 @@ async fn hostile_envelopes_and_payloads_go_to_review_once_naming_the_field() {
     let stored = stored_cases(&env).await;
     assert_eq!(stored.len(), bad.len(), "one case each: {cases:?}");
     for (_, body, reason, field) in &bad {
-        let case = stored.iter().find(|c| &c.2 == body).expect("a case keeps the bytes");
+        let case = stored
+            .iter()
+            .find(|c| &c.2 == body)
+            .expect("a case keeps the bytes");
         assert_eq!(case.0, *reason, "{}", case.1);
         assert!(case.1.contains(field), "{:?} should name {field}", case.1);
-        assert!(!case.1.contains('\u{0}') && case.1.len() < 2000, "{:?}", case.1);
+        assert!(
+            !case.1.contains('\u{0}') && case.1.len() < 2000,
+            "{:?}",
+            case.1
+        );
     }
-    for id in ["NUL-CUSTOMER", "LONG-SKU", "SUBJECT-1", "SUBJECT-2", "OUTER-1", "OUTER-2", "PAY-MAX"] {
+    for id in [
+        "NUL-CUSTOMER",
+        "LONG-SKU",
+        "SUBJECT-1",
+        "SUBJECT-2",
+        "OUTER-1",
+        "OUTER-2",
+        "PAY-MAX",
+    ] {
         assert_eq!(crate::helpers::state(&env.pool, id).await, None, "{id}");
         assert_eq!(booked(&env, id).await, 0, "{id}");
     }
@@ -296,7 +370,10 @@ async fn forged_events_book_nothing_and_go_to_review() {
     assert_eq!(reasons.len(), expected, "{reasons:?}");
     assert_eq!(booked(&env, "FORGE-1").await, 0);
     assert_eq!(booked(&env, "GHOST-1").await, 0);
-    assert_eq!(crate::helpers::state(&env.pool, "FORGE-1").await.as_deref(), Some("placed"));
+    assert_eq!(
+        crate::helpers::state(&env.pool, "FORGE-1").await.as_deref(),
+        Some("placed")
+    );
 
     // A genuine event replayed with altered content is refused too (its id is known, with
     // other content).
@@ -311,7 +388,13 @@ async fn forged_events_book_nothing_and_go_to_review() {
     let mut tampered: serde_json::Value = serde_json::from_slice(&genuine).unwrap();
     tampered["data"]["confirmed_at"] = json!("2030-01-01T00:00:00Z");
     let body = serde_json::to_vec(&tampered).unwrap();
-    publish(&env, "order.customer_confirmed", &body, BasicProperties::default()).await;
+    publish(
+        &env,
+        "order.customer_confirmed",
+        &body,
+        BasicProperties::default(),
+    )
+    .await;
     let cases = env.wait_cases(2 + expected).await;
     assert_eq!(cases.last().unwrap().reason, "duplicate_event_id");
     let recognised: i64 =
@@ -340,11 +423,18 @@ async fn an_id_used_again_for_other_content_opens_a_case_instead_of_vanishing() 
     second.event_id = first.event_id.clone();
     env.client.publish_raw(&[first]).await.unwrap();
     env.wait_state("REUSE-1", "completed").await;
-    env.client.publish_raw(&[second.clone(), second]).await.unwrap();
+    env.client
+        .publish_raw(&[second.clone(), second])
+        .await
+        .unwrap();
     let cases = env.wait_cases(1).await;
     assert_eq!(cases[0].reason, "duplicate_event_id");
     a_good_order_completes(&env, "AFTER-REUSE").await;
-    assert_eq!(crate::helpers::cases(&env.pool).await.len(), 1, "one case, not two");
+    assert_eq!(
+        crate::helpers::cases(&env.pool).await.len(),
+        1,
+        "one case, not two"
+    );
     assert_eq!(crate::helpers::state(&env.pool, "REUSE-2").await, None);
 }
 
@@ -357,7 +447,10 @@ async fn a_hostile_id_cannot_forge_a_log_line() {
     let mut worker = Command::new(env!("CARGO_BIN_EXE_fulfilment"))
         .args(["run", "--no-api"])
         .env("FULFILMENT__AMQP__NAMESPACE", &env.settings.amqp.namespace)
-        .env("FULFILMENT__DATABASE__URL", env.settings.database.url.expose())
+        .env(
+            "FULFILMENT__DATABASE__URL",
+            env.settings.database.url.expose(),
+        )
         .env("FULFILMENT__LOG__FORMAT", "text")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
@@ -388,9 +481,15 @@ async fn a_hostile_id_cannot_forge_a_log_line() {
     assert!(status.success(), "{status}:\n{text}");
     let _ = std::fs::remove_file(&log_path);
     assert!(text.contains("escalated to review"), "{text}");
-    assert!(text.contains("\\u{2028}"), "the separator is shown escaped:\n{text}");
+    assert!(
+        text.contains("\\u{2028}"),
+        "the separator is shown escaped:\n{text}"
+    );
     for line in text.lines() {
-        assert!(!line.contains("  INFO fulfilment: forged") || line.contains("\\u{2028}"), "{line}");
+        assert!(
+            !line.contains("  INFO fulfilment: forged") || line.contains("\\u{2028}"),
+            "{line}"
+        );
         assert!(!line.starts_with(forged), "a forged line: {line}");
     }
     for raw in ['\u{1b}', '\r', '\u{2028}', '\u{202e}', '\u{0}'] {

@@ -89,6 +89,14 @@ pub async fn check(
     Ok(checks)
 }
 
+/// Makes the transaction fail as a poisoned delivery would (a division by zero): for tests of
+/// how a batch isolates one bad delivery.
+#[cfg(feature = "faults")]
+pub async fn refuse_on_purpose(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query("SELECT 1 / 0").execute(conn).await?;
+    Ok(())
+}
+
 /// Reserves `n` review case ids, so that a case and its `review.case_opened` event can be
 /// written in one statement.
 pub async fn reserve_case_ids(conn: &mut PgConnection, n: usize) -> sqlx::Result<Vec<i64>> {

@@ -212,6 +212,7 @@ fn orders(s: &mut Statement, w: &Writes) {
                FROM ({}) AS w, jsonb_array_elements(w.body->'lines') AS line
                WHERE NOT EXISTS (SELECT 1 FROM customers c
                                  WHERE c.customer_id = w.customer_id AND c.erased_at IS NOT NULL)
+               ORDER BY 1, 2
                ON CONFLICT DO NOTHING)",
             written.join(" UNION ALL ")
         ));
