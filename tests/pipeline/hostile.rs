@@ -104,12 +104,14 @@ async fn properties_that_are_not_utf8_or_hold_nul_go_to_review_and_stop_nothing(
     let mut env = TestEnv::new().await;
     env.start_pipeline(PipelineOptions::default()).await;
     env.start_customer().await;
-    let bad = |bytes: &[u8]| ShortString::from_wire(bytes);
-    let header = |key: &[u8]| {
+    fn bad(bytes: &[u8]) -> ShortString {
+        ShortString::from_wire(bytes)
+    }
+    fn header(key: &[u8]) -> FieldTable {
         let mut headers = FieldTable::default();
         headers.insert(bad(key), AMQPValue::LongString("x".into()));
         headers
-    };
+    }
     let variants: Vec<(&str, Spoil)> = vec![
         (
             "message-id",
