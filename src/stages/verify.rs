@@ -390,3 +390,232 @@ fn check_stock(order: &Order, refs: &Reference) -> Result<(), Escalation> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::*;
+    use crate::domain::events::{OrderAmended, OrderPlaced};
+    use crate::domain::ledger::{Account, PostingKind};
+    use crate::stages::reference::CustomerRecord;
+
+    fn stage() -> Verify {
+        Verify::new(&stage_settings())
+    }
+
+    fn placed(order: Order) -> Payload {
+        Payload::OrderPlaced(OrderPlaced::new(order))
+    }
+
+    /// An order changed by `change`, checked against the catalogue changed by `refs`.
+    fn verdict(
+        change: impl Fn(&mut serde_json::Value),
+        refs: impl Fn(&mut Reference),
+    ) -> &'static str {
+        let mut json = serde_json::to_value(mug_order(2)).unwrap();
+        change(&mut json);
+        let order: Order = serde_json::from_value(json).unwrap();
+        let mut catalogue = catalogue();
+        refs(&mut catalogue);
+        let payload = placed(order);
+        let plan = stage().decide(&input(&payload), &OrderView::default(), &catalogue);
+        outcome_name(&plan)
+    }
+
+    /// A change to an order's JSON.
+    type OrderChange = Box<dyn Fn(&mut serde_json::Value)>;
+    /// A change to the reference data.
+    type RefsChange = Box<dyn Fn(&mut Reference)>;
+
+    #[test]
+    fn each_rule_refuses_with_its_reason() {
+        let none = |_: &mut Reference| {};
+        let contact_centre = |j: &mut serde_json::Value| {
+            j["channel"] = "phone".into();
+            j["agent_id"] = "A-1".into();
+            j["identity_check"] =
+                serde_json::json!({"method": "security_questions", "result": "passed"});
+        };
+        let cases: Vec<(&str, OrderChange, RefsChange, &str)> = vec![
+            ("a good order", Box::new(|_| {}), Box::new(none), "advanced"),
+            (
+                "unknown customer",
+                Box::new(|j| j["customer_id"] = "C-9".into()),
+                Box::new(none),
+                "unknown_customer",
+            ),
+            (
+                "erased customer",
+                Box::new(|_| {}),
+                Box::new(|r| r.customers.get_mut("C-1").unwrap().erased_at = Some(now())),
+                "customer_erased",
+            ),
+            (
+                "contact centre, all in order",
+                Box::new(contact_centre),
+                Box::new(none),
+                "advanced",
+            ),
+            (
+                "contact centre without identity",
+                Box::new(move |j| {
+                    contact_centre(j);
+                    j.as_object_mut().unwrap().remove("identity_check");
+                }),
+                Box::new(none),
+                "identity_not_verified",
+            ),
+            (
+                "contact centre, unverified record",
+                Box::new(contact_centre),
+                Box::new(|r| {
+                    r.customers
+                        .insert(
+                            "C-1".into(),
+                            CustomerRecord {
+                                identity_status: IdentityStatus::Unverified,
+                                erased_at: None,
+                            },
+                        )
+                        .map(|_| ())
+                        .unwrap_or(())
+                }),
+                "identity_not_verified",
+            ),
+            (
+                "unknown agent",
+                Box::new(move |j| {
+                    contact_centre(j);
+                    j["agent_id"] = "A-9".into();
+                }),
+                Box::new(none),
+                "unknown_agent",
+            ),
+            (
+                "unknown terms",
+                Box::new(|j| j["delivery_terms"] = "NOPE".into()),
+                Box::new(none),
+                "unknown_delivery_terms",
+            ),
+            (
+                "unknown product",
+                Box::new(|j| j["lines"][0]["sku"] = "NOPE".into()),
+                Box::new(none),
+                "unknown_product",
+            ),
+            (
+                "not for sale",
+                Box::new(|_| {}),
+                Box::new(|r| r.products.get_mut("MUG").unwrap().sellable = false),
+                "product_not_sellable",
+            ),
+            (
+                "other currency",
+                Box::new(|j| j["currency"] = "EUR".into()),
+                Box::new(none),
+                "currency_mismatch",
+            ),
+            (
+                "above list price",
+                Box::new(|j| j["lines"][0]["unit_price_minor"] = 1300.into()),
+                Box::new(none),
+                "price_mismatch",
+            ),
+            (
+                "web discount",
+                Box::new(|j| j["lines"][0]["unit_price_minor"] = 1200.into()),
+                Box::new(none),
+                "price_mismatch",
+            ),
+            (
+                "agent discount within authority",
+                Box::new(move |j| {
+                    contact_centre(j);
+                    j["lines"][0]["unit_price_minor"] = 1150.into();
+                }),
+                Box::new(none),
+                "advanced",
+            ),
+            (
+                "agent discount beyond authority",
+                Box::new(move |j| {
+                    contact_centre(j);
+                    j["lines"][0]["unit_price_minor"] = 1000.into();
+                }),
+                Box::new(none),
+                "beyond_agent_authority",
+            ),
+            (
+                "declared total differs",
+                Box::new(|j| j["total_minor"] = 1.into()),
+                Box::new(none),
+                "total_mismatch",
+            ),
+            (
+                "out of stock",
+                Box::new(|_| {}),
+                Box::new(|r| {
+                    r.stock.insert("MUG".into(), 1);
+                }),
+                "out_of_stock",
+            ),
+        ];
+        for (name, change, refs, expected) in cases {
+            assert_eq!(verdict(change, refs), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_same_order_again_is_done_and_another_with_its_id_goes_to_a_supervisor() {
+        let order = mug_order(2);
+        let view = view_in(Some(OrderState::Verified), order.clone());
+        let same = stage().decide(&input(&placed(order.clone())), &view, &catalogue());
+        assert_eq!(same, Plan::already_done());
+        let other = stage().decide(&input(&placed(mug_order(3))), &view, &catalogue());
+        assert_eq!(outcome_name(&other), "duplicate_order_id");
+        assert!(other.effects.is_empty());
+        // Refused before and sent again from review: checked again.
+        let refused = view_in(Some(OrderState::Placed), order.clone());
+        let again = stage().decide(&input(&placed(order)), &refused, &catalogue());
+        assert_eq!(outcome_name(&again), "advanced");
+    }
+
+    #[test]
+    fn an_amendment_undoes_the_old_version_and_verifies_the_new() {
+        let mut view = view_in(Some(OrderState::Confirmed), mug_order(2));
+        let mut amended = mug_order(3);
+        amended.version = 2;
+        let payload = Payload::OrderAmended(OrderAmended::new(amended.clone()));
+        let plan = stage().decide(&input(&payload), &view, &catalogue());
+        assert_eq!(
+            outcome_name(&plan),
+            "amendment_after_handover",
+            "too late once confirmed"
+        );
+        view.current.as_mut().unwrap().state = OrderState::Prepared;
+        view.allocations = vec![("MUG".into(), 2)];
+        view.recognised.insert((0, 0), (2500, 500));
+        view.ledger
+            .insert((Account::Revenue, PostingKind::Recognition), -2500);
+        view.ledger
+            .insert((Account::TaxPayable, PostingKind::Recognition), -500);
+        view.ledger
+            .insert((Account::Receivable, PostingKind::Recognition), 3000);
+        let plan = stage().decide(&input(&payload), &view, &catalogue());
+        assert_eq!(outcome_name(&plan), "advanced");
+        for effect in [
+            Effect::ReleaseStock,
+            Effect::VoidDocuments,
+            Effect::ReverseRecognitions,
+        ] {
+            assert!(plan.effects.contains(&effect), "{effect:?}");
+        }
+        assert!(plan.effects.contains(&Effect::Amend(amended)));
+        assert!(plan.effects.contains(&Effect::Move(OrderState::Verified)));
+        let stale = Payload::OrderAmended(OrderAmended::new(mug_order(1)));
+        assert_eq!(
+            stage().decide(&input(&stale), &view, &catalogue()),
+            Plan::already_done()
+        );
+    }
+}
