@@ -32,7 +32,7 @@ use serde_json::Value;
 
 use crate::domain::events::{OrderAmended, OrderPlaced, Payload, PayloadError};
 use crate::domain::{EventPayload, EventType, Order, text};
-use crate::envelope::WireEvent;
+use crate::envelope::{TraceParent, WireEvent};
 use crate::review::api::{ApiError, ApiState, Caller};
 use crate::review::extract::ApiJson;
 use crate::review::link::BrokerLink;
@@ -91,10 +91,14 @@ impl Intake {
 
     /// Encodes `payloads` as events, refusing the request if any would be over the message
     /// limit (the stages would send it to review unread).
-    pub fn encode<P: EventPayload>(&self, payloads: &[P]) -> Result<Vec<WireEvent>, TooLarge> {
+    pub fn encode<P: EventPayload>(
+        &self,
+        payloads: &[P],
+        trace: Option<&TraceParent>,
+    ) -> Result<Vec<WireEvent>, TooLarge> {
         let events: Vec<WireEvent> = payloads
             .iter()
-            .map(|p| WireEvent::new(SOURCE, p, None))
+            .map(|p| WireEvent::new(SOURCE, p, trace))
             .collect();
         match events
             .iter()
@@ -152,6 +156,26 @@ fn order_from_json(item: Value) -> Result<Order, String> {
     })
 }
 
+/// The caller's W3C `traceparent` header, when it sent a valid one: the events published for
+/// the request continue the caller's trace (a new trace starts otherwise).
+pub struct CallerTrace(pub Option<TraceParent>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for CallerTrace {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let trace = parts
+            .headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(TraceParent::parse);
+        Ok(CallerTrace(trace))
+    }
+}
+
 /// The intake's routes, served with the review API.
 pub fn routes() -> Router<ApiState> {
     Router::new()
@@ -164,17 +188,19 @@ pub fn routes() -> Router<ApiState> {
 async fn place(
     State(state): State<ApiState>,
     Caller(person): Caller,
+    CallerTrace(trace): CallerTrace,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
-    publish_orders(&state, &person, body, OrderPlaced::new).await
+    publish_orders(&state, &person, body, trace, OrderPlaced::new).await
 }
 
 async fn amend(
     State(state): State<ApiState>,
     Caller(person): Caller,
+    CallerTrace(trace): CallerTrace,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
-    publish_orders(&state, &person, body, OrderAmended::new).await
+    publish_orders(&state, &person, body, trace, OrderAmended::new).await
 }
 
 /// Checks every order in `body`, then publishes each as `wrap` makes it.
@@ -182,17 +208,19 @@ async fn publish_orders<P: EventPayload>(
     state: &ApiState,
     person: &Person,
     body: Value,
+    trace: Option<TraceParent>,
     wrap: fn(Order) -> P,
 ) -> Result<impl IntoResponse + use<P>, ApiError> {
     may_publish(person)?;
     let orders = orders_from_json(body).map_err(ApiError::Invalid)?;
     let payloads: Vec<P> = orders.into_iter().map(wrap).collect();
-    accepted(state, &payloads).await
+    accepted(state, &payloads, trace).await
 }
 
 async fn confirm(
     State(state): State<ApiState>,
     Caller(person): Caller,
+    CallerTrace(trace): CallerTrace,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
     may_publish(&person)?;
@@ -204,12 +232,13 @@ async fn confirm(
         Payload::CustomerConfirmation(answer) => answer,
         other => return Err(decoded_as_another(&other)),
     };
-    accepted(&state, &[answer]).await
+    accepted(&state, &[answer], trace).await
 }
 
 async fn pay(
     State(state): State<ApiState>,
     Caller(person): Caller,
+    CallerTrace(trace): CallerTrace,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
     may_publish(&person)?;
@@ -217,7 +246,7 @@ async fn pay(
         Payload::PaymentCaptured(payment) => payment,
         other => return Err(decoded_as_another(&other)),
     };
-    accepted(&state, &[payment]).await
+    accepted(&state, &[payment], trace).await
 }
 
 fn may_publish(person: &Person) -> Result<(), ApiError> {
@@ -254,10 +283,11 @@ fn decoded_as_another(payload: &Payload) -> ApiError {
 async fn accepted<P: EventPayload>(
     state: &ApiState,
     payloads: &[P],
+    trace: Option<TraceParent>,
 ) -> Result<impl IntoResponse + use<P>, ApiError> {
     let events = state
         .intake
-        .encode(payloads)
+        .encode(payloads, trace.as_ref())
         .map_err(|e| ApiError::TooLarge(e.to_string()))?;
     let accepted = state
         .intake

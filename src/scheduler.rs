@@ -62,14 +62,19 @@ pub async fn fire_due(pool: &PgPool, publisher: &Publisher) -> anyhow::Result<us
     Ok(due.len())
 }
 
+/// The event a due timer stands for, continuing the trace of what set it.
 fn timer_event(timer: &DueTimer) -> Option<WireEvent> {
+    let trace = timer
+        .traceparent
+        .as_deref()
+        .and_then(crate::envelope::TraceParent::parse);
     let order_id = OrderId::parse(timer.order_id.clone()).ok()?;
     if timer.kind == TimerKind::AcceptanceDue.as_str() {
         let due = AcceptanceDue {
             order_id,
             due_at: timer.due_at,
         };
-        return Some(WireEvent::new(SOURCE, &due, None));
+        return Some(WireEvent::new(SOURCE, &due, trace.as_ref()));
     }
     if timer.kind == TimerKind::InstalmentDue.as_str() {
         let due = InstalmentDue {
@@ -78,7 +83,7 @@ fn timer_event(timer: &DueTimer) -> Option<WireEvent> {
             instalment: u32::try_from(timer.payload["instalment"].as_u64()?).ok()?,
             due_at: timer.due_at,
         };
-        return Some(WireEvent::new(SOURCE, &due, None));
+        return Some(WireEvent::new(SOURCE, &due, trace.as_ref()));
     }
     None
 }

@@ -3,7 +3,20 @@
 
 import sys
 
-from fulfilment_events import connect, now, publish
+from fulfilment_events import connect, now, own_queue, publish
+
+ROUTING_KEYS = [
+    "order.verified",
+    "order.handed_over",
+    "order.cancelled",
+    "review.case_opened",
+    "sales.opportunity",
+]
+
+
+def follow(channel):
+    """The tool's own queue: what became of its orders, and suggestions for satisfied customers."""
+    return own_queue(channel, "contact_centre", ROUTING_KEYS)
 
 
 def phone_order(channel, order_id, agent_id="AG-7"):

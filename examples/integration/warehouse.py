@@ -1,10 +1,11 @@
-"""A warehouse system: follows what to pick (goods.prepared) and what was handed over."""
+"""A warehouse system: follows what to pick (goods.prepared), what no longer to pick
+(goods.released, when an order is amended or cancelled) and what was handed over."""
 
 import sys
 
 from fulfilment_events import connect, own_queue, wait_for
 
-ROUTING_KEYS = ["goods.prepared", "order.handed_over", "order.cancelled"]
+ROUTING_KEYS = ["goods.prepared", "goods.released", "order.handed_over", "order.cancelled"]
 
 
 def follow(channel):

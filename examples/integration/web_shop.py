@@ -2,7 +2,14 @@
 
 import sys
 
-from fulfilment_events import connect, now, publish
+from fulfilment_events import connect, now, own_queue, publish
+
+ROUTING_KEYS = ["order.verified", "order.handed_over", "order.cancelled", "review.case_opened"]
+
+
+def follow(channel):
+    """The shop's own queue, for what became of its orders."""
+    return own_queue(channel, "shop", ROUTING_KEYS)
 
 
 def place_order(channel, order_id):

@@ -36,6 +36,23 @@ pub(crate) fn stored_from_row(row: &sqlx::postgres::PgRow) -> anyhow::Result<Sto
     })
 }
 
+/// The trace context an order arrived with, if it exists and had one: what is published about
+/// it later, from outside any delivery, continues that trace.
+pub async fn traceparent(
+    conn: &mut PgConnection,
+    order_id: &str,
+) -> sqlx::Result<Option<crate::envelope::TraceParent>> {
+    let trace: Option<Option<String>> =
+        sqlx::query_scalar("SELECT traceparent FROM orders WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(trace
+        .flatten()
+        .as_deref()
+        .and_then(crate::envelope::TraceParent::parse))
+}
+
 /// Counts orders in each state, for status reports and tests.
 pub async fn count_by_state(conn: &mut PgConnection) -> sqlx::Result<Vec<(String, i64)>> {
     sqlx::query_as("SELECT state, count(*) FROM orders GROUP BY state ORDER BY state")

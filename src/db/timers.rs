@@ -17,6 +17,8 @@ pub struct DueTimer {
     pub due_at: DateTime<Utc>,
     /// Kind-specific data.
     pub payload: serde_json::Value,
+    /// The trace context of the event that set it, else the order's.
+    pub traceparent: Option<String>,
 }
 
 /// Locks up to `limit` due timers, skipping those another scheduler holds, and marks them fired.
@@ -27,7 +29,9 @@ pub async fn fire_due(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<D
             SELECT id FROM timers
             WHERE fired_at IS NULL AND cancelled_at IS NULL AND due_at <= now()
             ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-         RETURNING id, order_id, kind, due_at, payload",
+         RETURNING id, order_id, kind, due_at, payload,
+           coalesce(traceparent, (SELECT o.traceparent FROM orders o
+                                  WHERE o.order_id = timers.order_id)) AS traceparent",
     )
     .bind(limit)
     .fetch_all(conn)

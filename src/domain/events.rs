@@ -48,11 +48,17 @@ pub enum EventType {
     OrderCancelled,
     /// A case opened on the human-review queue.
     ReviewCaseOpened,
+    /// Revenue recognised for an order taken back (amendment, cancellation).
+    RevenueReversed,
+    /// A payment booked in the ledger.
+    PaymentRecorded,
+    /// Stock allocated to a version of an order returned: its pick list is void.
+    GoodsReleased,
 }
 
 impl EventType {
     /// Every event type.
-    pub const ALL: [EventType; 16] = [
+    pub const ALL: [EventType; 19] = [
         EventType::OrderPlaced,
         EventType::OrderAmended,
         EventType::OrderVerified,
@@ -69,6 +75,9 @@ impl EventType {
         EventType::RevenueRecognised,
         EventType::OrderCancelled,
         EventType::ReviewCaseOpened,
+        EventType::RevenueReversed,
+        EventType::PaymentRecorded,
+        EventType::GoodsReleased,
     ];
 
     /// The routing key the event is published with.
@@ -90,6 +99,9 @@ impl EventType {
             EventType::RevenueRecognised => "revenue.recognised",
             EventType::OrderCancelled => "order.cancelled",
             EventType::ReviewCaseOpened => "review.case_opened",
+            EventType::RevenueReversed => "revenue.reversed",
+            EventType::PaymentRecorded => "revenue.payment_recorded",
+            EventType::GoodsReleased => "goods.released",
         }
     }
 
@@ -112,6 +124,9 @@ impl EventType {
             EventType::RevenueRecognised => "fulfilment.revenue.recognised.v1",
             EventType::OrderCancelled => "fulfilment.order.cancelled.v1",
             EventType::ReviewCaseOpened => "fulfilment.review.case_opened.v1",
+            EventType::RevenueReversed => "fulfilment.revenue.reversed.v1",
+            EventType::PaymentRecorded => "fulfilment.revenue.payment_recorded.v1",
+            EventType::GoodsReleased => "fulfilment.goods.released.v1",
         }
     }
 
@@ -260,6 +275,10 @@ pub struct GoodsPrepared {
     /// The preparation checks recorded.
     #[serde(default)]
     pub checks: Vec<PreparationCheck>,
+    /// The version of the order whose pick list this one replaces (announced void by
+    /// `goods.released` when the order was amended), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces_version: Option<u32>,
 }
 
 fn v1() -> u32 {
@@ -367,8 +386,10 @@ pub struct CustomerConfirmation {
     pub order_id: OrderId,
     /// What the customer said.
     pub outcome: ConfirmationOutcome,
-    /// Why, for a complaint or query.
+    /// Why, for a complaint or query: at most 2000 characters, no control characters but line
+    /// feed and tab.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::text::free_text_schema")]
     pub reason: Option<String>,
 }
 payload!(CustomerConfirmation, EventType::CustomerConfirmation);
@@ -444,12 +465,14 @@ pub struct PaymentCaptured {
     /// The order.
     pub order_id: OrderId,
     /// The payment provider's reference, unique per payment.
+    #[schemars(schema_with = "super::text::identifier_schema")]
     pub payment_reference: String,
     /// Amount captured, minor units.
+    #[schemars(range(min = 1, max = 1_000_000_000_000_000_i64))]
     pub amount_minor: i64,
     /// Currency.
     pub currency: Currency,
-    /// When (UTC).
+    /// When (UTC), between 1970 and 9999.
     pub captured_at: DateTime<Utc>,
 }
 payload!(PaymentCaptured, EventType::PaymentCaptured);
@@ -481,6 +504,10 @@ pub struct RecognisedLine {
     pub amount_minor: i64,
     /// Tax on it, minor units (not revenue).
     pub tax_minor: i64,
+    /// The line's recognition point: its product's policy, or for goods the point where the
+    /// delivery terms pass ownership, whichever is later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recognition: Option<RecognitionPoint>,
 }
 
 /// `revenue.recognised`: revenue recognised for some lines of an order.
@@ -498,19 +525,97 @@ pub struct RevenueRecognised {
     pub tax_minor: i64,
     /// Currency.
     pub currency: Currency,
-    /// The recognition point reached.
+    /// The milestone whose event evidenced the recognition (each line's own point is in
+    /// `lines[].recognition`: acceptance also evidences receipt, for instance).
     #[serde(default = "on_acceptance")]
     pub basis: RecognitionPoint,
     /// When control passed to the customer (UTC).
     pub control_passed_at: DateTime<Utc>,
     /// Ids of the events that evidence the recognition point.
     pub evidence_event_ids: Vec<String>,
+    /// The order version whose revenue this is.
+    #[serde(default = "v1")]
+    pub version: u32,
 }
 
 fn on_acceptance() -> RecognitionPoint {
     RecognitionPoint::OnAcceptance
 }
 payload!(RevenueRecognised, EventType::RevenueRecognised);
+
+/// Why revenue or stock was given back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Undone {
+    /// The order was amended: a new version replaces this one.
+    Amended,
+    /// The order was cancelled.
+    Cancelled,
+}
+
+/// `revenue.reversed`: revenue recognised for a version of an order taken back, in full. With
+/// `revenue.recognised` and `revenue.payment_recorded` it is every ledger movement of an
+/// order: what finance hears adds up to the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RevenueReversed {
+    /// The order.
+    pub order_id: OrderId,
+    /// The version whose revenue is reversed.
+    pub version: u32,
+    /// Why.
+    pub reason: Undone,
+    /// The lines (and instalments) reversed, with the amounts recognised for them.
+    pub lines: Vec<RecognisedLine>,
+    /// Net revenue taken back, minor units (the sum of the lines').
+    pub amount_minor: i64,
+    /// Tax taken back, minor units.
+    pub tax_minor: i64,
+    /// Currency.
+    pub currency: Currency,
+    /// When (UTC).
+    pub reversed_at: DateTime<Utc>,
+}
+payload!(RevenueReversed, EventType::RevenueReversed);
+
+/// `revenue.payment_recorded`: a payment booked in the ledger (cash against what the customer
+/// owes, any excess held as deferred revenue).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PaymentRecorded {
+    /// The order.
+    pub order_id: OrderId,
+    /// The order version when it was booked.
+    pub version: u32,
+    /// The payment provider's reference.
+    pub payment_reference: String,
+    /// Amount received, minor units.
+    pub amount_minor: i64,
+    /// Of which set against what the customer owed (receivable).
+    pub against_receivable_minor: i64,
+    /// Of which held as deferred revenue, for revenue not yet recognised.
+    pub deferred_minor: i64,
+    /// Currency.
+    pub currency: Currency,
+    /// When it was captured (UTC).
+    pub captured_at: DateTime<Utc>,
+}
+payload!(PaymentRecorded, EventType::PaymentRecorded);
+
+/// `goods.released`: the stock allocated to a version of an order was returned; that version's
+/// pick list is void. A later `goods.prepared` names it in `replaces_version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct GoodsReleased {
+    /// The order.
+    pub order_id: OrderId,
+    /// The version whose pick list is void.
+    pub version: u32,
+    /// Why.
+    pub reason: Undone,
+    /// What is no longer to be picked (or goes back to stock if it was).
+    pub released: Vec<PickLine>,
+    /// When (UTC).
+    pub released_at: DateTime<Utc>,
+}
+payload!(GoodsReleased, EventType::GoodsReleased);
 
 /// `order.cancelled`: a person cancelled the order; stock was released, documents voided and any
 /// recognised revenue reversed.
@@ -647,6 +752,9 @@ payloads!(
     RevenueRecognised,
     OrderCancelled,
     ReviewCaseOpened,
+    RevenueReversed,
+    PaymentRecorded,
+    GoodsReleased,
 );
 
 /// `data` as `T`, or the path of the first field that does not fit.

@@ -46,6 +46,9 @@ pub enum OrderError {
     /// The order's total is larger than any amount the pipeline books.
     #[error("the lines add up to more than {0} minor units")]
     TotalOverflow(i64),
+    /// The version is 0; versions start at 1.
+    #[error("version: must be at least 1")]
+    Version,
     /// A text field breaks its limits (see [`super::text`]).
     #[error(transparent)]
     Text(#[from] TextError),
@@ -186,6 +189,7 @@ impl Channel {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IdentityCheck {
     /// How, such as `security_questions`, `one_time_passcode`, `signed_in_session`.
+    #[schemars(schema_with = "super::text::identifier_schema")]
     pub method: String,
     /// What the check found.
     pub result: IdentityResult,
@@ -205,7 +209,7 @@ pub enum IdentityResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrderLine {
     /// The product's stock-keeping unit.
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(schema_with = "super::text::identifier_schema")]
     pub sku: String,
     /// How many units; at least 1.
     #[schemars(range(min = 1, max = 1_000_000))]
@@ -229,7 +233,7 @@ struct RawOrder {
     #[serde(default = "first_version")]
     #[schemars(range(min = 1))]
     version: u32,
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(schema_with = "super::text::identifier_schema")]
     customer_id: String,
     channel: Channel,
     currency: Currency,
@@ -237,12 +241,12 @@ struct RawOrder {
     lines: Vec<OrderLine>,
     placed_at: DateTime<Utc>,
     #[serde(default)]
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(schema_with = "super::text::identifier_schema")]
     agent_id: Option<String>,
     #[serde(default)]
     identity_check: Option<IdentityCheck>,
     #[serde(default)]
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(schema_with = "super::text::identifier_schema")]
     delivery_terms: Option<String>,
     #[serde(default)]
     #[schemars(range(min = 0, max = 1_000_000_000_000_000_i64))]
@@ -290,6 +294,9 @@ pub struct Order {
 impl TryFrom<RawOrder> for Order {
     type Error = OrderError;
     fn try_from(raw: RawOrder) -> Result<Self, Self::Error> {
+        if raw.version == 0 {
+            return Err(OrderError::Version);
+        }
         text::identifier("customer_id", &raw.customer_id)?;
         check_lines(&raw.lines)?;
         if let Some(agent) = &raw.agent_id {

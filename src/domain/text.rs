@@ -188,6 +188,31 @@ pub fn timestamp(field: &str, value: chrono::DateTime<chrono::Utc>) -> Result<()
     }
 }
 
+/// The JSON Schema of an identifier (see [`identifier`]): 1 to 64 characters, no control
+/// characters, no white space at either end.
+pub fn identifier_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_IDENTIFIER_CHARS,
+        "pattern": IDENTIFIER_PATTERN,
+    })
+}
+
+/// An identifier as a JSON Schema pattern: no control characters (C0, DEL, C1), no white space
+/// at either end.
+pub const IDENTIFIER_PATTERN: &str = "^[^\\s\\u0000-\\u001F\\u007F-\\u009F](?:[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F])?$";
+
+/// The JSON Schema of free text (see [`free_text`]): at most 2000 characters, no control
+/// characters but line feed and tab.
+pub fn free_text_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "maxLength": MAX_TEXT_CHARS,
+        "pattern": "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$",
+    })
+}
+
 /// A value for logs and review details: control characters escaped, cut to `max` characters
 /// with an ellipsis. For text that may be hostile and is shown to people.
 pub fn excerpt(value: &str, max: usize) -> String {

@@ -8,7 +8,7 @@ use sqlx::PgConnection;
 
 use crate::db::batch::{self, Writes};
 use crate::db::review::CaseRow;
-use crate::domain::events::OrderCancelled;
+use crate::domain::events::{OrderCancelled, Payload, Undone};
 use crate::domain::timer::TimerKind;
 use crate::domain::{OrderId, OrderState};
 use crate::envelope::WireEvent;
@@ -42,7 +42,6 @@ pub fn plan(
     if !current.state.can_move_to(OrderState::Cancelled) {
         return Err(format!("order {order_id} is already {}", current.state));
     }
-    let memo = format!("cancelled from case {case_id}");
     let cancelled = OrderCancelled {
         order_id: order_id.clone(),
         case_id,
@@ -52,12 +51,16 @@ pub fn plan(
         revenue_reversed_minor: view.recognised.values().map(|(net, _)| net).sum(),
         cancelled_at: now,
     };
-    let mut plan = Plan::new(Outcome::Advanced)
-        .with(Effect::ReleaseStock)
-        .with(Effect::VoidDocuments);
-    for effect in crate::stages::revenue::reverse_recognised(view, &memo) {
-        plan = plan.with(effect);
-    }
+    let reason = Undone::Cancelled;
+    let (release, released) = crate::stages::prepare::release_goods(current, view, reason, now);
+    let (reverse, reversed) =
+        crate::stages::revenue::reverse_recognised(current, view, reason, now);
+    let mut plan = Plan::new(Outcome::Advanced);
+    plan.effects.extend(release);
+    plan.effects.push(Effect::VoidDocuments);
+    plan.effects.extend(reverse);
+    plan.emit.extend(released.map(Payload::from));
+    plan.emit.extend(reversed.map(Payload::from));
     Ok(plan
         .with(Effect::CancelTimers(TimerKind::AcceptanceDue))
         .with(Effect::CancelTimers(TimerKind::InstalmentDue))
@@ -82,17 +85,23 @@ pub async fn cancel(
     let mut writes = Writes::default();
     let mut refs = crate::stages::Reference::default();
     for effect in &plan.effects {
-        writes.add(&id, &message_id, effect, &view);
+        writes.add(&id, &message_id, None, effect, &view);
         view.apply(effect, &message_id, &mut refs);
     }
+    let trace = crate::db::orders::traceparent(conn, &id).await?;
     writes.outbox = plan
         .emit
         .iter()
-        .map(|payload| WireEvent::of(super::desk::SOURCE, payload, None))
+        .map(|payload| WireEvent::of(super::desk::SOURCE, payload, trace.as_ref()))
         .collect();
     batch::lock_stock(conn, &writes.stock_skus()).await?;
     let written = batch::write(conn, "review", &writes).await?;
-    let detail = plan.emit.first().map(|p| p.to_data()).unwrap_or_default();
+    let detail = plan
+        .emit
+        .iter()
+        .find(|p| matches!(p, Payload::OrderCancelled(_)))
+        .map(Payload::to_data)
+        .unwrap_or_default();
     let emitted = written.outbox_ids.into_iter().zip(writes.outbox).collect();
     Ok((detail, emitted))
 }
@@ -137,9 +146,23 @@ mod tests {
             Utc::now(),
         )
         .unwrap();
-        let crate::domain::events::Payload::OrderCancelled(event) = &plan.emit[0] else {
-            panic!("{plan:?}")
-        };
+        let event = plan
+            .emit
+            .iter()
+            .find_map(|p| match p {
+                crate::domain::events::Payload::OrderCancelled(event) => Some(event),
+                _ => None,
+            })
+            .expect("order.cancelled is emitted");
+        let kinds: Vec<_> = plan
+            .emit
+            .iter()
+            .map(|p| p.event_type().routing_key())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["goods.released", "revenue.reversed", "order.cancelled"]
+        );
         assert_eq!(
             (
                 event.stock_released,

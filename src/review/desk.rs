@@ -368,7 +368,8 @@ async fn amend(
         order_id: order_id.clone(),
         order: order.clone(),
     };
-    let event = WireEvent::new(SOURCE, &amended, None);
+    let trace = db::orders::traceparent(conn, order_id.as_str()).await?;
+    let event = WireEvent::new(SOURCE, &amended, trace.as_ref());
     let id = db::outbox::insert(conn, &event).await?;
     Ok((
         serde_json::json!({ "version": order.version }),

@@ -155,6 +155,7 @@ mod tests {
             }],
             service_slots: Vec::new(),
             checks: Vec::new(),
+            replaces_version: None,
         })
     }
 

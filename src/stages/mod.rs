@@ -131,7 +131,7 @@ pub fn build(stage: StageName, settings: &StageSettings) -> Arc<dyn Stage> {
         StageName::Documents => Arc::new(documents::Documents::new(settings)),
         StageName::Handover => Arc::new(handover::Handover::new(settings)),
         StageName::Confirm => Arc::new(confirm::Confirm::new(settings)),
-        StageName::Revenue => Arc::new(revenue::Revenue),
+        StageName::Revenue => Arc::new(revenue::Revenue::new(settings)),
     }
 }
 

@@ -9,12 +9,14 @@ use chrono::{DateTime, Days, NaiveTime, Utc};
 use serde::Serialize;
 
 use crate::domain::catalogue::{Product, ProductKind};
-use crate::domain::events::{GoodsPrepared, Payload, PickLine, PreparationCheck, ServiceSlot};
+use crate::domain::events::{
+    GoodsPrepared, GoodsReleased, Payload, PickLine, PreparationCheck, ServiceSlot, Undone,
+};
 use crate::domain::{Order, OrderState};
 
 use super::plan::{Effect, Plan};
 use super::reference::Reference;
-use super::view::OrderView;
+use super::view::{Current, OrderView};
 use super::{Escalation, Input, Needs, Role, Stage, StageName, StockUse};
 
 /// The prepare stage.
@@ -23,6 +25,8 @@ pub struct Prepare;
 /// What prepare records for an order.
 #[derive(Debug, Serialize)]
 pub struct Preparation {
+    /// The order version prepared.
+    pub version: u32,
     /// Goods to pick (allocated).
     pub pick_list: Vec<PickLine>,
     /// Services booked.
@@ -40,6 +44,7 @@ pub fn preparation(
     now: DateTime<Utc>,
 ) -> Preparation {
     let mut preparation = Preparation {
+        version: order.version,
         pick_list: Vec::new(),
         service_slots: Vec::new(),
         checks: Vec::new(),
@@ -84,6 +89,35 @@ fn slot(from: DateTime<Utc>, lead_days: u32) -> DateTime<Utc> {
         .and_utc()
 }
 
+/// The effects that return the order's allocated stock, and the `goods.released` that tells
+/// the warehouse the pick list of `current`'s version is void. Nothing when nothing is
+/// allocated. For amendments and cancellations.
+pub fn release_goods(
+    current: &Current,
+    view: &OrderView,
+    reason: Undone,
+    now: DateTime<Utc>,
+) -> (Vec<Effect>, Option<GoodsReleased>) {
+    if view.allocations.is_empty() {
+        return (Vec::new(), None);
+    }
+    let released = GoodsReleased {
+        order_id: current.order.order_id.clone(),
+        version: current.order.version,
+        reason,
+        released: view
+            .allocations
+            .iter()
+            .map(|(sku, quantity)| PickLine {
+                sku: sku.clone(),
+                quantity: *quantity,
+            })
+            .collect(),
+        released_at: now,
+    };
+    (vec![Effect::ReleaseStock], Some(released))
+}
+
 /// The first pick line that cannot be allocated from what is available, if any. Lines of the
 /// same product add up.
 fn shortfall(pick_list: &[PickLine], refs: &Reference) -> Option<Escalation> {
@@ -113,6 +147,7 @@ impl Stage for Prepare {
     fn needs(&self) -> Needs {
         Needs {
             products: true,
+            stage_records: true,
             stock: StockUse::Lock,
             ..Needs::NOTHING
         }
@@ -145,6 +180,7 @@ impl Stage for Prepare {
             pick_list: preparation.pick_list.clone(),
             service_slots: preparation.service_slots.clone(),
             checks: preparation.checks.clone(),
+            replaces_version: view.prepared_version.filter(|v| *v < current.order.version),
         };
         let allocations = preparation.pick_list.iter().map(|line| Effect::Allocate {
             sku: line.sku.clone(),
@@ -279,5 +315,24 @@ mod tests {
             prepared.service_slots[0].scheduled_for.to_rfc3339(),
             "2026-11-23T09:00:00+00:00"
         );
+    }
+
+    #[test]
+    fn a_new_version_names_the_pick_list_it_replaces() {
+        let mut order = mug_order(2);
+        order.version = 2;
+        let mut view = view_in(Some(OrderState::Verified), order);
+        view.prepared_version = Some(1);
+        let plan = Prepare.decide(&input(&verified(2)), &view, &catalogue());
+        let Payload::GoodsPrepared(prepared) = &plan.emit[0] else {
+            panic!()
+        };
+        assert_eq!(prepared.replaces_version, Some(1));
+        view.prepared_version = None;
+        let plan = Prepare.decide(&input(&verified(2)), &view, &catalogue());
+        let Payload::GoodsPrepared(prepared) = &plan.emit[0] else {
+            panic!()
+        };
+        assert_eq!(prepared.replaces_version, None);
     }
 }

@@ -24,12 +24,16 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::catalogue::{Product, RecognitionPoint};
+use crate::domain::catalogue::{OwnershipPasses, Product, ProductKind, RecognitionPoint};
 use crate::domain::documents::{DocumentLine, priced_lines};
-use crate::domain::events::{Payload, PaymentCaptured, RecognisedLine, RevenueRecognised};
+use crate::domain::events::{
+    Payload, PaymentCaptured, PaymentRecorded, RecognisedLine, RevenueRecognised, RevenueReversed,
+    Undone,
+};
 use crate::domain::ledger::{Account, Entry, Posting, PostingKind};
 use crate::domain::timer::TimerKind;
 use crate::domain::{OrderState, money};
+use crate::settings::StageSettings;
 
 use super::plan::{Effect, Outcome, Payment, Plan, Recognition, Timer, TooEarly};
 use super::reference::Reference;
@@ -37,7 +41,35 @@ use super::view::{Current, OrderView};
 use super::{Escalation, Input, Needs, Role, Stage, StageName};
 
 /// The revenue stage.
-pub struct Revenue;
+pub struct Revenue {
+    default_terms: String,
+}
+
+impl Revenue {
+    /// The stage; orders without delivery terms get `settings.default_delivery_terms`.
+    pub fn new(settings: &StageSettings) -> Self {
+        Self {
+            default_terms: settings.default_delivery_terms.clone(),
+        }
+    }
+}
+
+/// When a line's revenue is recognised: its product's policy, except that goods under terms
+/// that pass ownership on delivery (like FOB destination) are recognised no earlier than
+/// delivery: control does not pass before ownership does (IFRS 15). The handover says when
+/// ownership passes; revenue follows it.
+pub fn recognition_point(
+    product: &Product,
+    ownership: Option<OwnershipPasses>,
+) -> RecognitionPoint {
+    let on_delivery = ownership == Some(OwnershipPasses::OnDelivery);
+    match product.kind {
+        ProductKind::Goods if on_delivery && product.recognition < RecognitionPoint::OnDelivery => {
+            RecognitionPoint::OnDelivery
+        }
+        _ => product.recognition,
+    }
+}
 
 /// A milestone: the point it reaches, when control passed, the version it is about (when the
 /// event says), and the state the order must have reached for it.
@@ -73,6 +105,7 @@ impl Stage for Revenue {
             recognitions: true,
             ledger: true,
             products: true,
+            parties: true,
             payments: true,
             ..Needs::NOTHING
         }
@@ -99,7 +132,7 @@ impl Stage for Revenue {
             Payload::OrderCustomerConfirmed(e) => {
                 (OnAcceptance, e.confirmed_at, None, OrderState::Confirmed)
             }
-            Payload::InstalmentDue(_) => return instalment_due(input, view, refs),
+            Payload::InstalmentDue(_) => return self.instalment_due(input, view, refs),
             Payload::PaymentCaptured(paid) => return payment(paid, view, refs),
             other => return super::unexpected_type(StageName::Revenue, other),
         };
@@ -109,7 +142,7 @@ impl Stage for Revenue {
             version,
             needs,
         };
-        milestone_reached(input, &milestone, view, refs)
+        self.milestone_reached(input, &milestone, view, refs)
     }
 }
 
@@ -141,45 +174,81 @@ fn order_for<'v>(
     Ok(current)
 }
 
-fn milestone_reached(
-    input: &Input<'_>,
-    milestone: &Milestone,
-    view: &OrderView,
-    refs: &Reference,
-) -> Plan {
-    let current = match order_for(input, view, milestone.version, milestone.needs) {
-        Ok(current) => current,
-        Err(plan) => return plan,
-    };
-    let lines = priced_lines(&current.order, &refs.products);
-    let mut plan = Plan::new(Outcome::Waiting);
-    if milestone.reached == RecognitionPoint::OnDispatch {
-        plan.effects
-            .extend(instalment_timers(&lines, &refs.products, milestone.at));
+impl Revenue {
+    fn milestone_reached(
+        &self,
+        input: &Input<'_>,
+        milestone: &Milestone,
+        view: &OrderView,
+        refs: &Reference,
+    ) -> Plan {
+        let current = match order_for(input, view, milestone.version, milestone.needs) {
+            Ok(current) => current,
+            Err(plan) => return plan,
+        };
+        let lines = priced_lines(&current.order, &refs.products);
+        let mut plan = Plan::new(Outcome::Waiting);
+        if milestone.reached == RecognitionPoint::OnDispatch {
+            plan.effects
+                .extend(instalment_timers(&lines, &refs.products, milestone.at));
+        }
+        let points = points_reached(milestone.reached);
+        let ownership = self.ownership(current, refs);
+        let due: Vec<(&DocumentLine, u32)> = lines
+            .iter()
+            .filter(|l| {
+                refs.products
+                    .get(&l.sku)
+                    .is_some_and(|p| points.contains(&recognition_point(p, ownership)))
+            })
+            .map(|l| (l, 0))
+            .collect();
+        let recognised = Recognised {
+            basis: milestone.reached,
+            at: milestone.at,
+            evidence: input.message_id,
+            ownership,
+        };
+        let new = recognised.lines(&due, view, refs);
+        finish(plan, current, view, refs, &lines, new, milestone.reached)
     }
-    let points = points_reached(milestone.reached);
-    let due: Vec<(&DocumentLine, u32)> = lines
-        .iter()
-        .filter(|l| {
-            refs.products
-                .get(&l.sku)
-                .is_some_and(|p| points.contains(&p.recognition))
-        })
-        .map(|l| (l, 0))
-        .collect();
-    let recognised = Recognised {
-        basis: milestone.reached,
-        at: milestone.at,
-        evidence: input.message_id,
-    };
-    finish(
-        plan,
-        current,
-        view,
-        refs,
-        &lines,
-        recognised.lines(&due, view, refs),
-    )
+
+    fn instalment_due(&self, input: &Input<'_>, view: &OrderView, refs: &Reference) -> Plan {
+        let Payload::InstalmentDue(due) = input.payload else {
+            return super::unexpected_type(StageName::Revenue, input.payload);
+        };
+        let current = match order_for(input, view, None, OrderState::HandedOver) {
+            Ok(current) => current,
+            Err(plan) => return plan,
+        };
+        let lines = priced_lines(&current.order, &refs.products);
+        let Some(line) = lines.iter().find(|l| l.line_no == due.line_no) else {
+            return Plan::already_done();
+        };
+        let recognised = Recognised {
+            basis: RecognitionPoint::OverServicePeriod,
+            at: due.due_at,
+            evidence: input.message_id,
+            ownership: self.ownership(current, refs),
+        };
+        let new = recognised.lines(&[(line, due.instalment)], view, refs);
+        let basis = RecognitionPoint::OverServicePeriod;
+        finish(
+            Plan::new(Outcome::Waiting),
+            current,
+            view,
+            refs,
+            &lines,
+            new,
+            basis,
+        )
+    }
+
+    /// When the order's delivery terms pass ownership, if the terms are known.
+    fn ownership(&self, current: &Current, refs: &Reference) -> Option<OwnershipPasses> {
+        let code = current.order.delivery_terms_or(&self.default_terms);
+        refs.terms.get(code).map(|t| t.ownership_passes)
+    }
 }
 
 /// Timers for every instalment of every service recognised over its period, from `start`.
@@ -213,34 +282,6 @@ fn instalment_timers(
     timers
 }
 
-fn instalment_due(input: &Input<'_>, view: &OrderView, refs: &Reference) -> Plan {
-    let Payload::InstalmentDue(due) = input.payload else {
-        return super::unexpected_type(StageName::Revenue, input.payload);
-    };
-    let current = match order_for(input, view, None, OrderState::HandedOver) {
-        Ok(current) => current,
-        Err(plan) => return plan,
-    };
-    let lines = priced_lines(&current.order, &refs.products);
-    let Some(line) = lines.iter().find(|l| l.line_no == due.line_no) else {
-        return Plan::already_done();
-    };
-    let recognised = Recognised {
-        basis: RecognitionPoint::OverServicePeriod,
-        at: due.due_at,
-        evidence: input.message_id,
-    };
-    let new = recognised.lines(&[(line, due.instalment)], view, refs);
-    finish(
-        Plan::new(Outcome::Waiting),
-        current,
-        view,
-        refs,
-        &lines,
-        new,
-    )
-}
-
 /// The amount and tax of one line (whole, or one instalment of a service over its period).
 fn portion(line: &DocumentLine, instalment_no: u32, product: Option<&Product>) -> (i64, i64) {
     match (instalment_no, product.and_then(|p| p.service_instalments)) {
@@ -252,11 +293,13 @@ fn portion(line: &DocumentLine, instalment_no: u32, product: Option<&Product>) -
     }
 }
 
-/// What a milestone or instalment recognises: on what basis, when and on what evidence.
+/// What a milestone or instalment recognises: on what basis, when, on what evidence, and under
+/// which ownership terms.
 struct Recognised<'a> {
     basis: RecognitionPoint,
     at: DateTime<Utc>,
     evidence: &'a str,
+    ownership: Option<OwnershipPasses>,
 }
 
 impl Recognised<'_> {
@@ -272,12 +315,13 @@ impl Recognised<'_> {
             .map(|(line, k)| {
                 let product = refs.products.get(&line.sku);
                 let (amount, tax) = portion(line, *k, product);
+                let point = product.map_or(self.basis, |p| recognition_point(p, self.ownership));
                 let recognition = Recognition {
                     line_no: line.line_no,
                     instalment: *k,
                     amount_minor: amount,
                     tax_minor: tax,
-                    basis: product.map_or(self.basis, |p| p.recognition).as_str(),
+                    basis: point.as_str(),
                     control_passed_at: self.at,
                     evidence: self.evidence.to_owned(),
                 };
@@ -296,6 +340,7 @@ fn finish(
     refs: &Reference,
     lines: &[DocumentLine],
     new: Vec<(Recognition, String)>,
+    milestone: RecognitionPoint,
 ) -> Plan {
     let net: i64 = new.iter().map(|(r, _)| r.amount_minor).sum();
     let tax: i64 = new.iter().map(|(r, _)| r.tax_minor).sum();
@@ -311,14 +356,16 @@ fn finish(
                     instalment: r.instalment,
                     amount_minor: r.amount_minor,
                     tax_minor: r.tax_minor,
+                    recognition: Some(basis_of(r.basis)),
                 })
                 .collect(),
             amount_minor: net,
             tax_minor: tax,
             currency: current.order.currency,
-            basis: basis_of(first.basis),
+            basis: milestone,
             control_passed_at: first.control_passed_at,
             evidence_event_ids: vec![first.evidence.clone()],
+            version: current.order.version,
         }
     });
     let done: Vec<(u32, u32)> = view
@@ -407,10 +454,16 @@ fn recognition_posting(view: &OrderView, net: i64, tax: i64, basis: RecognitionP
     Posting::new(PostingKind::Recognition, memo, entries).expect("a recognition balances")
 }
 
-/// The effects that take back every recognition of the order: the recognitions marked reversed
-/// and a posting that returns revenue, tax and what they were booked against to zero. Empty
-/// when nothing is recognised. For amendments and cancellations.
-pub fn reverse_recognised(view: &OrderView, memo: &str) -> Vec<Effect> {
+/// The effects that take back every recognition of the order: the recognitions marked reversed,
+/// a posting that returns revenue, tax and what they were booked against to zero, and the
+/// `revenue.reversed` that tells finance. Nothing when nothing is recognised. For amendments
+/// and cancellations; `current` is the order as it was.
+pub fn reverse_recognised(
+    current: &Current,
+    view: &OrderView,
+    reason: Undone,
+    now: DateTime<Utc>,
+) -> (Vec<Effect>, Option<RevenueReversed>) {
     let mut nets: Vec<(Account, i64)> = Vec::new();
     for account in Account::ALL {
         let net: i64 = [PostingKind::Recognition, PostingKind::Reversal]
@@ -426,6 +479,10 @@ pub fn reverse_recognised(view: &OrderView, memo: &str) -> Vec<Effect> {
         effects.push(Effect::ReverseRecognitions);
     }
     if !nets.is_empty() {
+        let memo = match reason {
+            Undone::Amended => "reversal: order amended".to_owned(),
+            Undone::Cancelled => "reversal: order cancelled".to_owned(),
+        };
         let entries = nets
             .into_iter()
             .map(|(account, net)| match net > 0 {
@@ -433,11 +490,41 @@ pub fn reverse_recognised(view: &OrderView, memo: &str) -> Vec<Effect> {
                 false => Entry::Debit(account, -net),
             })
             .collect();
-        let posting = Posting::new(PostingKind::Reversal, format!("reversal: {memo}"), entries)
+        let posting = Posting::new(PostingKind::Reversal, memo, entries)
             .expect("reversing balanced postings balances");
         effects.push(Effect::Post(posting));
     }
-    effects
+    if view.recognised.is_empty() {
+        return (effects, None);
+    }
+    let mut lines: Vec<RecognisedLine> = view
+        .recognised
+        .iter()
+        .map(|((line_no, instalment), (amount, tax))| RecognisedLine {
+            line_no: *line_no,
+            sku: current
+                .order
+                .lines
+                .get(*line_no as usize)
+                .map_or_else(String::new, |l| l.sku.clone()),
+            instalment: *instalment,
+            amount_minor: *amount,
+            tax_minor: *tax,
+            recognition: None,
+        })
+        .collect();
+    lines.sort_by_key(|l| (l.line_no, l.instalment));
+    let reversed = RevenueReversed {
+        order_id: current.order.order_id.clone(),
+        version: current.order.version,
+        reason,
+        amount_minor: lines.iter().map(|l| l.amount_minor).sum(),
+        tax_minor: lines.iter().map(|l| l.tax_minor).sum(),
+        lines,
+        currency: current.order.currency,
+        reversed_at: now,
+    };
+    (effects, Some(reversed))
 }
 
 /// Records a payment: cash against the receivable, any excess as deferred revenue. A payment
@@ -501,6 +588,16 @@ fn payment(paid: &PaymentCaptured, view: &OrderView, refs: &Reference) -> Plan {
         "payment_reference": paid.payment_reference,
         "amount_minor": paid.amount_minor,
     });
+    let recorded = PaymentRecorded {
+        order_id: order.order_id.clone(),
+        version: order.version,
+        payment_reference: paid.payment_reference.clone(),
+        amount_minor: paid.amount_minor,
+        against_receivable_minor: against_receivable,
+        deferred_minor: paid.amount_minor - against_receivable,
+        currency: paid.currency,
+        captured_at: paid.captured_at,
+    };
     Plan::new(Outcome::Waiting)
         .with(Effect::RecordPayment(Payment {
             reference: paid.payment_reference.clone(),
@@ -510,6 +607,7 @@ fn payment(paid: &PaymentCaptured, view: &OrderView, refs: &Reference) -> Plan {
         }))
         .with(Effect::Post(posting))
         .recording(current.state, &detail)
+        .emitting(recorded)
 }
 
 fn payment_before_order(paid: &PaymentCaptured) -> TooEarly {
@@ -536,6 +634,10 @@ mod tests {
     use super::super::fixtures::*;
     use super::*;
     use crate::domain::events::{ConfirmationBasis, OrderCustomerConfirmed, OrderVerified};
+
+    fn stage() -> Revenue {
+        Revenue::new(&stage_settings())
+    }
 
     #[test]
     fn instalments_add_up_exactly() {
@@ -594,7 +696,7 @@ mod tests {
         for (state, expect, revenue) in cases {
             let view = view_in(state, mug_order(2));
             let payload = accepted();
-            let plan = Revenue.decide(&input(&payload), &view, &catalogue());
+            let plan = stage().decide(&input(&payload), &view, &catalogue());
             assert_eq!(outcome_name(&plan), expect, "{state:?}");
             assert_eq!(posted(&plan), revenue, "{state:?}");
         }
@@ -605,13 +707,13 @@ mod tests {
         let mut view = view_in(Some(OrderState::Confirmed), mug_order(2));
         let payload = accepted();
         let mut refs = catalogue();
-        let plan = Revenue.decide(&input(&payload), &view, &refs);
+        let plan = stage().decide(&input(&payload), &view, &refs);
         assert!(plan.effects.contains(&Effect::Move(OrderState::Completed)));
         assert_eq!(plan.emit.len(), 1);
         for effect in &plan.effects {
             view.apply(effect, "m", &mut refs);
         }
-        let again = Revenue.decide(&input(&payload), &view, &refs);
+        let again = stage().decide(&input(&payload), &view, &refs);
         assert_eq!(posted(&again), 0, "recognised once");
     }
 
@@ -630,18 +732,18 @@ mod tests {
         let refs = catalogue();
         // Two mugs: 2500 net + 500 tax.
         assert_eq!(
-            outcome_name(&Revenue.decide(&input(&paid(3000, "P1")), &view, &refs)),
+            outcome_name(&stage().decide(&input(&paid(3000, "P1")), &view, &refs)),
             "waiting"
         );
         assert_eq!(
-            outcome_name(&Revenue.decide(&input(&paid(3001, "P1")), &view, &refs)),
+            outcome_name(&stage().decide(&input(&paid(3001, "P1")), &view, &refs)),
             "overpayment"
         );
         assert_eq!(
-            outcome_name(&Revenue.decide(&input(&paid(i64::MAX, "P1")), &view, &refs)),
+            outcome_name(&stage().decide(&input(&paid(i64::MAX, "P1")), &view, &refs)),
             "overpayment"
         );
-        let early = Revenue.decide(&input(&paid(10, "P2")), &view_in(None, mug_order(1)), &refs);
+        let early = stage().decide(&input(&paid(10, "P2")), &view_in(None, mug_order(1)), &refs);
         assert!(matches!(early.outcome, Outcome::TooEarly(_)));
     }
 
@@ -656,17 +758,106 @@ mod tests {
             total_minor: 2500,
             currency: gbp(),
         });
-        let plan = Revenue.decide(&input(&verified), &view, &refs);
+        let plan = stage().decide(&input(&verified), &view, &refs);
         for effect in &plan.effects {
             view.apply(effect, "m", &mut refs);
         }
         assert_eq!(view.balance(Account::Revenue), -2500);
-        for effect in reverse_recognised(&view, "order amended") {
+        let current = view.current.clone().unwrap();
+        let (effects, event) = reverse_recognised(&current, &view, Undone::Amended, now());
+        let event = event.expect("a reversal is announced");
+        assert_eq!(
+            (event.amount_minor, event.tax_minor, event.version),
+            (2500, 500, 1)
+        );
+        for effect in effects {
             view.apply(&effect, "m", &mut refs);
         }
         for account in Account::ALL {
             assert_eq!(view.balance(account), 0, "{account}");
         }
         assert!(view.recognised.is_empty());
+    }
+
+    #[test]
+    fn goods_under_fob_destination_wait_for_delivery() {
+        let refs = catalogue();
+        let mug = refs.products.get("MUG").unwrap().clone();
+        let install = refs.products.get("INSTALL").unwrap().clone();
+        use RecognitionPoint::*;
+        let (dispatch, delivery) = (OwnershipPasses::OnDispatch, OwnershipPasses::OnDelivery);
+        let cases = [
+            (OnDispatch, Some(delivery), OnDelivery),
+            (OnDispatch, Some(dispatch), OnDispatch),
+            (OnOrder, Some(delivery), OnDelivery),
+            (OnOrder, None, OnOrder),
+            (OnAcceptance, Some(delivery), OnAcceptance),
+        ];
+        for (policy, terms, expected) in cases {
+            let mut goods = mug.clone();
+            goods.recognition = policy;
+            assert_eq!(
+                recognition_point(&goods, terms),
+                expected,
+                "{policy:?} {terms:?}"
+            );
+        }
+        let mut service = install;
+        service.recognition = OnOrder;
+        assert_eq!(
+            recognition_point(&service, Some(delivery)),
+            OnOrder,
+            "services keep theirs"
+        );
+
+        // Dispatched under FOB destination: nothing recognised until delivery.
+        let mut order = mug_order(2);
+        order.delivery_terms = Some("FOB_DESTINATION".into());
+        let view = view_in(Some(OrderState::HandedOver), order);
+        let mut refs = catalogue();
+        refs.products.get_mut("MUG").unwrap().recognition = OnDispatch;
+        let handed = Payload::OrderHandedOver(crate::domain::events::OrderHandedOver {
+            order_id: order_id(),
+            version: 1,
+            carrier: "DPD".into(),
+            tracking_reference: "D1".into(),
+            handed_over_at: now(),
+            delivery_terms: "FOB_DESTINATION".into(),
+            ownership_passes: delivery,
+            ownership_passed_at: None,
+            services_delivered: Vec::new(),
+        });
+        assert_eq!(posted(&stage().decide(&input(&handed), &view, &refs)), 0);
+        let delivered = Payload::OrderDelivered(crate::domain::events::OrderDelivered {
+            order_id: order_id(),
+            delivered_at: now(),
+        });
+        let plan = stage().decide(&input(&delivered), &view, &refs);
+        assert_eq!(posted(&plan), 2500);
+        let Some(Payload::RevenueRecognised(event)) = plan.emit.first() else {
+            panic!()
+        };
+        assert_eq!(event.lines[0].recognition, Some(OnDelivery));
+        assert_eq!(event.basis, OnDelivery);
+    }
+
+    #[test]
+    fn a_booked_payment_is_announced() {
+        let view = view_in(Some(OrderState::Verified), mug_order(2));
+        let paid = Payload::PaymentCaptured(PaymentCaptured {
+            order_id: order_id(),
+            payment_reference: "P1".into(),
+            amount_minor: 1000,
+            currency: gbp(),
+            captured_at: now(),
+        });
+        let plan = stage().decide(&input(&paid), &view, &catalogue());
+        let Some(Payload::PaymentRecorded(recorded)) = plan.emit.first() else {
+            panic!("{plan:?}")
+        };
+        assert_eq!(
+            (recorded.amount_minor, recorded.deferred_minor),
+            (1000, 1000)
+        );
     }
 }

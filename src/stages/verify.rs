@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::domain::catalogue::{Agent, IdentityStatus, ProductKind};
-use crate::domain::events::{OrderVerified, Payload};
+use crate::domain::events::{OrderVerified, Payload, Undone};
 use crate::domain::order::IdentityResult;
 use crate::domain::{Order, OrderState, money};
 use crate::settings::StageSettings;
@@ -78,7 +78,7 @@ impl Stage for Verify {
     fn decide(&self, input: &Input<'_>, view: &OrderView, refs: &Reference) -> Plan {
         match input.payload {
             Payload::OrderPlaced(placed) => self.placed(&placed.order, view, refs),
-            Payload::OrderAmended(amended) => self.amended(&amended.order, view, refs),
+            Payload::OrderAmended(amended) => self.amended(&amended.order, view, refs, input.now),
             other => super::unexpected_type(StageName::Verify, other),
         }
     }
@@ -113,7 +113,13 @@ impl Verify {
         }
     }
 
-    fn amended(&self, amended: &Order, view: &OrderView, refs: &Reference) -> Plan {
+    fn amended(
+        &self,
+        amended: &Order,
+        view: &OrderView,
+        refs: &Reference,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Plan {
         let Some(stored) = &view.current else {
             return Plan::escalate(Escalation::new(
                 "unknown_order",
@@ -136,10 +142,15 @@ impl Verify {
             );
             return plan.refused(stored.state, refusal);
         }
-        let mut plan = plan.with(Effect::ReleaseStock).with(Effect::VoidDocuments);
-        for effect in super::revenue::reverse_recognised(view, "order amended") {
-            plan = plan.with(effect);
-        }
+        let (release, released) = super::prepare::release_goods(stored, view, Undone::Amended, now);
+        let (reverse, reversed) =
+            super::revenue::reverse_recognised(stored, view, Undone::Amended, now);
+        let mut plan = plan;
+        plan.effects.extend(release);
+        plan.effects.push(Effect::VoidDocuments);
+        plan.effects.extend(reverse);
+        plan.emit.extend(released.map(Payload::from));
+        plan.emit.extend(reversed.map(Payload::from));
         let plan = plan.with(Effect::Amend(amended.clone()));
         let restarted = Current {
             state: OrderState::Placed,

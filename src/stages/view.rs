@@ -47,6 +47,8 @@ pub struct OrderView {
     pub delivered: bool,
     /// The service slots the prepare stage booked.
     pub service_slots: Vec<ServiceSlot>,
+    /// The latest order version the prepare stage prepared, if any.
+    pub prepared_version: Option<u32>,
 }
 
 /// A customer's answer as kept.

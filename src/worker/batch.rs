@@ -280,8 +280,12 @@ impl Transaction<'_> {
         writes
             .inbox
             .push((delivery.key.clone(), delivery.digest.clone()));
+        let trace = delivery
+            .trace
+            .unwrap_or_else(crate::envelope::TraceParent::new_root)
+            .to_string();
         for effect in &plan.effects {
-            writes.add(&order_id, &delivery.key, effect, view);
+            writes.add(&order_id, &delivery.key, Some(&trace), effect, view);
             view.apply(effect, &delivery.key, refs);
         }
         let source = format!("fulfilment/{stage}");

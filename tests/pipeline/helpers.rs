@@ -187,12 +187,16 @@ impl TestEnv {
             .unwrap();
         let mut stream = InboundStream::open(&connection, &queue, 500).await.unwrap();
         let tap = Tap::default();
-        let (events, arrived) = (tap.events.clone(), tap.arrived.clone());
+        let (events, arrived, traces) =
+            (tap.events.clone(), tap.arrived.clone(), tap.traces.clone());
         self.helpers.push(tokio::spawn(async move {
             let _connection = connection;
             while let Some(Ok(inbound)) = stream.next().await {
                 // Bad input published by tests is not an event; the tap keeps only events.
                 if let Ok((envelope, _)) = Envelope::decode(inbound.body()) {
+                    if let Some(trace) = inbound.traceparent() {
+                        traces.lock().unwrap().insert(envelope.id.clone(), trace);
+                    }
                     events
                         .lock()
                         .unwrap()
@@ -230,7 +234,19 @@ impl TestEnv {
 
     /// Waits until `check` returns `Some`, looking again each time the tap sees an event (and
     /// at least every [`LOOK_AGAIN`]); fails the test at the deadline with `what`.
-    pub async fn wait_for<T, F, Fut>(&self, what: &str, mut check: F) -> T
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        match self.wait_until(check).await {
+            Some(value) => value,
+            None => panic!("timed out waiting for {what}"),
+        }
+    }
+
+    /// Like [`TestEnv::wait_for`], but `None` at the deadline, for callers that say more.
+    pub async fn wait_until<T, F, Fut>(&self, mut check: F) -> Option<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Option<T>>,
@@ -244,12 +260,11 @@ impl TestEnv {
         loop {
             let next_event = arrived.notified();
             if let Some(value) = check().await {
-                return value;
+                return Some(value);
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}"
-            );
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
             let _ = tokio::time::timeout(LOOK_AGAIN, next_event).await;
         }
     }
@@ -279,14 +294,28 @@ impl TestEnv {
     /// Waits until exactly `n` orders are completed and no outbox row is unsent.
     pub async fn wait_completed(&self, n: i64) {
         let pool = self.pool.clone();
-        self.wait_for(&format!("{n} completed orders"), || {
-            let pool = pool.clone();
-            async move {
-                let (done, unsent) = completion(&pool).await;
-                (done == n && unsent == 0).then_some(())
-            }
-        })
-        .await;
+        let done = self
+            .wait_until(|| {
+                let pool = pool.clone();
+                async move {
+                    let (done, unsent) = completion(&pool).await;
+                    (done == n && unsent == 0).then_some(())
+                }
+            })
+            .await;
+        if done.is_none() {
+            let (done, unsent) = completion(&self.pool).await;
+            let states: Vec<(String, String)> =
+                sqlx::query_as("SELECT order_id, state FROM orders WHERE state <> 'completed'")
+                    .fetch_all(&self.pool)
+                    .await
+                    .unwrap();
+            let cases = cases(&self.pool).await;
+            panic!(
+                "timed out waiting for {n} completed orders: {done} completed, {unsent} events \
+                 not yet relayed, not completed {states:?}, cases {cases:?}"
+            );
+        }
     }
 }
 
@@ -376,6 +405,8 @@ pub type Seen = (Vec<u8>, Envelope);
 pub struct Tap {
     pub events: Arc<Mutex<Vec<Seen>>>,
     arrived: Arc<tokio::sync::Notify>,
+    /// The trace context each event (by id) carried.
+    traces: Arc<Mutex<HashMap<String, fulfilment::envelope::TraceParent>>>,
 }
 
 impl Tap {
@@ -416,6 +447,23 @@ impl Tap {
             );
         }
         events.len()
+    }
+
+    /// The trace ids of the events the tap saw about `order_id`, by routing key, in order.
+    pub fn trace_ids_for(&self, order_id: &str) -> Vec<(String, Option<String>)> {
+        let traces = self.traces.lock().unwrap();
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, e)| e.subject == order_id)
+            .map(|(_, e)| {
+                (
+                    e.event_type.clone(),
+                    traces.get(&e.id).map(|t| t.trace_id()),
+                )
+            })
+            .collect()
     }
 
     /// The raw bodies of every event the tap saw about `order_id`.

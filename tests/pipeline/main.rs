@@ -4,6 +4,7 @@
 mod amendments;
 mod competing;
 mod confirmation;
+mod contract_pipeline;
 mod documents;
 mod effectively_once;
 mod end_to_end;

@@ -226,12 +226,13 @@ async fn every_line_is_recognised_at_its_point_and_the_ledger_balances_to_the_ce
         ("R-1", 0, 0, "on_dispatch"),
         ("R-1", 1, 0, "on_delivery"),
         ("R-2", 0, 0, "on_acceptance"),
-        ("R-2", 1, 0, "on_order"),
+        // Goods under FOB destination: not before delivery, whatever the product's point.
+        ("R-2", 1, 0, "on_delivery"),
         ("R-3", 0, 0, "on_acceptance"),
         ("R-3", 1, 1, "over_service_period"),
         ("R-3", 1, 2, "over_service_period"),
         ("R-4", 0, 0, "on_acceptance"),
-        ("R-4", 1, 0, "on_dispatch"),
+        ("R-4", 1, 0, "on_delivery"),
     ] {
         assert!(
             bases.contains(&expected),

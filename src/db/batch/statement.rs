@@ -155,9 +155,9 @@ fn orders(s: &mut Statement, w: &Writes) {
     if !new.is_empty() {
         let sql = format!(
             "new_orders AS (INSERT INTO orders (order_id, state, version, customer_id, currency,
-                 total_minor, body)
+                 total_minor, body, traceparent)
                SELECT * FROM unnest({}::text[], {}::text[], {}::int[], {}::text[], {}::text[],
-                 {}::bigint[], {}::jsonb[])
+                 {}::bigint[], {}::jsonb[], {}::text[])
                RETURNING customer_id, body)",
             s.column(&new, |(id, _)| (*id).clone()),
             s.column(&new, |(_, r)| r.state.as_str().to_owned()),
@@ -166,6 +166,7 @@ fn orders(s: &mut Statement, w: &Writes) {
             s.column(&new, |(_, r)| r.order.currency.to_string()),
             s.column(&new, |(_, r)| total(&r.order)),
             s.column(&new, |(_, r)| json(&r.order)),
+            s.column(&new, |(_, r)| r.traceparent.clone()),
         );
         s.part(sql);
         s.guard("new_orders", "new orders", new.len());
@@ -375,16 +376,18 @@ fn timers(s: &mut Statement, w: &Writes) {
     let timers: Vec<_> = w.timers().collect();
     if !timers.is_empty() {
         let sql = format!(
-            "scheduled AS (INSERT INTO timers (order_id, kind, due_at, payload, cancelled_at)
-               SELECT o, k, d, p, CASE WHEN c THEN now() END
-               FROM unnest({}::text[], {}::text[], {}::timestamptz[], {}::jsonb[], {}::bool[])
-                 AS u(o, k, d, p, c)
+            "scheduled AS (INSERT INTO timers (order_id, kind, due_at, payload, traceparent,
+                 cancelled_at)
+               SELECT o, k, d, p, tp, CASE WHEN c THEN now() END
+               FROM unnest({}::text[], {}::text[], {}::timestamptz[], {}::jsonb[], {}::text[],
+                 {}::bool[]) AS u(o, k, d, p, tp, c)
                ON CONFLICT (order_id, kind, payload) DO NOTHING)",
             s.column(&timers, |t| t.0.to_owned()),
             s.column(&timers, |t| t.1.kind.as_str().to_owned()),
             s.column(&timers, |t| t.1.due_at),
             s.column(&timers, |t| t.1.payload.clone()),
-            s.column(&timers, |t| t.2),
+            s.column(&timers, |t| t.2.map(str::to_owned)),
+            s.column(&timers, |t| t.3),
         );
         s.part(sql);
     }

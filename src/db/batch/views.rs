@@ -46,7 +46,10 @@ pub async fn load_views(
              AND s.stage = 'confirm' AND s.detail ? 'receipt' LIMIT 1) END AS delivered,
            CASE WHEN $8 THEN (SELECT s.detail->'service_slots' FROM stage_records s
              WHERE s.order_id = ids.id AND s.stage = 'prepare' ORDER BY s.id DESC LIMIT 1)
-             END AS service_slots
+             END AS service_slots,
+           CASE WHEN $8 THEN (SELECT (s.detail->>'version')::int FROM stage_records s
+             WHERE s.order_id = ids.id AND s.stage = 'prepare' AND s.state_after = 'prepared'
+             ORDER BY s.id DESC LIMIT 1) END AS prepared_version
          FROM unnest($1::text[]) AS ids(id)
            LEFT JOIN LATERAL (SELECT state, body, created_at FROM orders WHERE order_id = ids.id) AS o ON true",
     )
@@ -122,5 +125,8 @@ fn view_from(row: &sqlx::postgres::PgRow) -> anyhow::Result<OrderView> {
             .try_get::<Option<bool>, _>("delivered")?
             .unwrap_or(false),
         service_slots: slots.map(|j| j.0).unwrap_or_default(),
+        prepared_version: row
+            .try_get::<Option<i32>, _>("prepared_version")?
+            .and_then(|v| u32::try_from(v).ok()),
     })
 }

@@ -26,6 +26,8 @@ pub struct OrderRow {
     pub state: OrderState,
     /// Its body at the end of the batch.
     pub order: Order,
+    /// The trace context it arrived with (new orders).
+    pub traceparent: Option<String>,
     /// Whether the batch replaced the body (placed or amended it).
     pub new_body: bool,
 }
@@ -80,7 +82,7 @@ pub struct Writes {
     pub sequences: BTreeMap<&'static str, i64>,
     /// Existing pending timers cancelled: order and kind.
     pub cancel_timers: Vec<(String, &'static str)>,
-    timers: Vec<Netted<Timer>>,
+    timers: Vec<Netted<(Timer, Option<String>)>>,
     /// Customers' answers: order and answer.
     pub answers: Vec<(String, Answer)>,
     /// Orders whose existing recognitions are reversed.
@@ -113,8 +115,16 @@ pub struct LedgerRow {
 
 impl Writes {
     /// Adds one effect of `message_id`'s plan on `order_id`, with the order's view as it was
-    /// just before the effect.
-    pub fn add(&mut self, order_id: &str, message_id: &str, effect: &Effect, before: &OrderView) {
+    /// just before the effect. `trace` is the delivery's trace context, kept with a new order
+    /// and with timers so that what they cause later continues the order's trace.
+    pub fn add(
+        &mut self,
+        order_id: &str,
+        message_id: &str,
+        trace: Option<&str>,
+        effect: &Effect,
+        before: &OrderView,
+    ) {
         let id = order_id.to_owned();
         match effect {
             Effect::Place(order) => {
@@ -123,6 +133,7 @@ impl Writes {
                     state: OrderState::Placed,
                     order: order.clone(),
                     new_body: true,
+                    traceparent: trace.map(str::to_owned),
                 };
                 self.orders.insert(id, row);
             }
@@ -165,14 +176,17 @@ impl Writes {
             }
             Effect::Schedule(timer) => {
                 let exists = self.timers.iter().any(|t| {
-                    t.order_id == id && t.row.kind == timer.kind && t.row.payload == timer.payload
+                    t.order_id == id
+                        && t.row.0.kind == timer.kind
+                        && t.row.0.payload == timer.payload
                 });
                 if !exists {
-                    self.timers.push(netted(id, timer.clone()));
+                    let traced = (timer.clone(), trace.map(str::to_owned));
+                    self.timers.push(netted(id, traced));
                 }
             }
             Effect::CancelTimers(kind) => {
-                undo(&mut self.timers, &id, |t| t.kind == *kind);
+                undo(&mut self.timers, &id, |t| t.0.kind == *kind);
                 self.cancel_timers.push((id, kind.as_str()));
             }
             Effect::KeepAnswer(answer) => self.answers.push((id, answer.clone())),
@@ -218,6 +232,7 @@ impl Writes {
                 state: current.state,
                 order: current.order,
                 new_body: false,
+                traceparent: None,
             }
         })
     }
@@ -243,11 +258,11 @@ impl Writes {
             .map(|d| (d.order_id.as_str(), &d.row, d.undone))
     }
 
-    /// New timers: order, timer, cancelled in this batch.
-    pub fn timers(&self) -> impl Iterator<Item = (&str, &Timer, bool)> {
+    /// New timers: order, timer, the trace that set it, cancelled in this batch.
+    pub fn timers(&self) -> impl Iterator<Item = (&str, &Timer, Option<&str>, bool)> {
         self.timers
             .iter()
-            .map(|t| (t.order_id.as_str(), &t.row, t.undone))
+            .map(|t| (t.order_id.as_str(), &t.row.0, t.row.1.as_deref(), t.undone))
     }
 
     /// New recognitions: order, recognition, reversed in this batch.
@@ -340,16 +355,17 @@ mod tests {
             due_at: Utc::now(),
             payload: serde_json::json!({}),
         };
-        writes.add("O-1", "m1", &Effect::Schedule(timer), &v);
+        writes.add("O-1", "m1", None, &Effect::Schedule(timer), &v);
         writes.add(
             "O-1",
             "m2",
+            None,
             &Effect::CancelTimers(TimerKind::AcceptanceDue),
             &v,
         );
         let timers: Vec<_> = writes.timers().collect();
         assert_eq!(timers.len(), 1);
-        assert!(timers[0].2, "cancelled");
+        assert!(timers[0].3, "cancelled");
         assert_eq!(
             writes.cancel_timers,
             vec![("O-1".to_owned(), "acceptance_due")]
@@ -364,8 +380,8 @@ mod tests {
             sku: "MUG".into(),
             quantity: 2,
         };
-        writes.add("O-1", "m1", &allocate, &v);
-        writes.add("O-1", "m2", &Effect::ReleaseStock, &v);
+        writes.add("O-1", "m1", None, &allocate, &v);
+        writes.add("O-1", "m2", None, &Effect::ReleaseStock, &v);
         assert_eq!(writes.stock["MUG"], 1, "-2 allocated, +3 released");
         assert!(
             writes.allocations().all(|a| a.4),
@@ -377,7 +393,7 @@ mod tests {
     fn an_order_row_keeps_the_state_it_was_loaded_in() {
         let mut writes = Writes::default();
         let v = view(OrderState::Verified);
-        writes.add("O-1", "m1", &Effect::Move(OrderState::Prepared), &v);
+        writes.add("O-1", "m1", None, &Effect::Move(OrderState::Prepared), &v);
         let row = &writes.orders["O-1"];
         assert_eq!(
             (row.from, row.state),

@@ -45,7 +45,7 @@ fn a_table_with_a_key_that_is_not_utf8_round_trips() {
     let mut table = FieldTable::default();
     let key = ShortString::from_wire(&[b'k', 0xff]);
     table.insert(key.clone(), AMQPValue::LongString(vec![0x80].into()));
-    let mut buf = vec![0u8; 64];
+    let mut buf = [0u8; 64];
     let (_, len) = cf_gen(gen_field_table(&table), &mut buf[..]).unwrap();
     let (_, parsed) = parse_field_table(&buf[..len as usize]).unwrap();
     assert_eq!(parsed, table);
