@@ -93,6 +93,9 @@ pub struct MetricsSettings {
 pub struct AmqpSettings {
     /// The broker's URL; its password is redacted when printed.
     pub url: SecretUrl,
+    /// Other nodes of the broker's cluster, comma-separated URLs tried in turn when the one in
+    /// use cannot be reached (see [`AmqpSettings::addresses`]).
+    pub failover_urls: String,
     /// Prefix of every exchange and queue name.
     pub namespace: String,
     /// Unacknowledged deliveries a stage worker holds at once.
@@ -109,6 +112,19 @@ pub struct AmqpSettings {
     /// Most `review.case_opened` notices the review queue keeps; beyond it the oldest are
     /// dropped (every case is in the database).
     pub review_queue_max_length: u32,
+}
+
+impl AmqpSettings {
+    /// Every broker address to try: `url`, then each of `failover_urls`.
+    pub fn addresses(&self) -> Vec<SecretUrl> {
+        let others = self
+            .failover_urls
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(SecretUrl::new);
+        std::iter::once(self.url.clone()).chain(others).collect()
+    }
 }
 
 /// The configuration keys of [`StageConsumers`], in the order of [`StageName::ALL`].
@@ -429,6 +445,16 @@ impl Settings {
         if !matches!(self.amqp.url.scheme().as_deref(), Some("amqp" | "amqps")) {
             return invalid("amqp.url", "an amqp:// or amqps:// URL");
         }
+        let failover = self.amqp.addresses().into_iter().skip(1);
+        if failover
+            .into_iter()
+            .any(|u| !matches!(u.scheme().as_deref(), Some("amqp" | "amqps")))
+        {
+            return invalid(
+                "amqp.failover_urls",
+                "comma-separated amqp:// or amqps:// URLs (or nothing)",
+            );
+        }
         if !is_valid_namespace(&self.amqp.namespace) {
             return invalid(
                 "amqp.namespace",
@@ -601,6 +627,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("relay.interval_ms"), "{err}");
+    }
+
+    #[test]
+    fn failover_urls_follow_the_main_url_and_must_be_amqp() {
+        let mut s = defaults();
+        assert_eq!(s.amqp.addresses().len(), 1);
+        s.amqp.failover_urls = " amqp://a:5673/%2f ,amqp://b:5674/%2f,".into();
+        let addresses: Vec<String> = s
+            .amqp
+            .addresses()
+            .iter()
+            .map(|u| u.expose().to_owned())
+            .collect();
+        assert_eq!(
+            addresses,
+            [
+                s.amqp.url.expose(),
+                "amqp://a:5673/%2f",
+                "amqp://b:5674/%2f"
+            ]
+        );
+        s.amqp.failover_urls = "amqp://a:5673/%2f,http://b".into();
+        let error = s.validate().unwrap_err().to_string();
+        assert!(error.contains("amqp.failover_urls"), "{error}");
     }
 
     #[test]

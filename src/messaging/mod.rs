@@ -8,6 +8,8 @@ pub mod inbound;
 pub mod publisher;
 pub mod topology;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use anyhow::Context;
 use lapin::{Channel, Connection, ConnectionProperties};
 
@@ -17,13 +19,33 @@ pub use topology::{QueueCounts, Topology};
 
 use crate::settings::AmqpSettings;
 
-/// Opens a connection to the broker, named so operators can tell processes apart.
+/// The address (index into [`AmqpSettings::addresses`]) that last took a connection: the next
+/// connection tries it first, so processes stay on a node that works instead of going back to
+/// one that failed.
+static LAST_GOOD: AtomicUsize = AtomicUsize::new(0);
+
+/// Opens a connection to the broker, named so operators can tell processes apart. With several
+/// addresses (`amqp.failover_urls`), tries each in turn, starting from the one that last worked,
+/// and fails only when none answers.
 pub async fn connect(settings: &AmqpSettings, name: &str) -> anyhow::Result<Connection> {
-    let properties = ConnectionProperties::default()
-        .with_connection_name(format!("fulfilment/{}/{name}", settings.namespace).into());
-    Connection::connect(settings.url.expose(), properties)
-        .await
-        .with_context(|| format!("connecting to {}", settings.url))
+    let addresses = settings.addresses();
+    let first = LAST_GOOD.load(Ordering::Relaxed) % addresses.len();
+    let mut failures = Vec::new();
+    for i in (0..addresses.len()).map(|k| (first + k) % addresses.len()) {
+        let properties = ConnectionProperties::default()
+            .with_connection_name(format!("fulfilment/{}/{name}", settings.namespace).into());
+        match Connection::connect(addresses[i].expose(), properties).await {
+            Ok(connection) => {
+                if i != first {
+                    tracing::warn!(broker = %addresses[i], "connected to another broker node");
+                }
+                LAST_GOOD.store(i, Ordering::Relaxed);
+                return Ok(connection);
+            }
+            Err(error) => failures.push(format!("{}: {error}", addresses[i])),
+        }
+    }
+    Err(anyhow::anyhow!(failures.join("; "))).context("connecting to the broker")
 }
 
 /// How long each step of closing a channel may take: a broker that does not answer cannot hold

@@ -98,19 +98,49 @@ impl Topology {
         let channel = connection.create_channel().await?;
         self.declare_stages(&channel).await?;
         super::close_channel(&channel).await?;
+        for stage in StageName::ALL {
+            let channel = connection.create_channel().await?;
+            let declared = self.declare_retry_queue(&channel, stage).await;
+            self.unless_older(
+                declared,
+                &channel,
+                &self.retry_queue(stage),
+                "a classic queue",
+            )
+            .await?;
+        }
         let channel = connection.create_channel().await?;
-        match self.declare_review_queue(&channel).await {
+        let declared = self.declare_review_queue(&channel).await;
+        self.unless_older(
+            declared,
+            &channel,
+            &self.review_queue(),
+            "without its bound",
+        )
+        .await
+    }
+
+    /// Accepts a queue an older version declared with other arguments (the broker refuses to
+    /// change them): it keeps working as it is, with a warning saying how to bring it up to
+    /// date. Closes the channel when the declaration succeeded (a refused one closed it).
+    async fn unless_older(
+        &self,
+        declared: anyhow::Result<()>,
+        channel: &Channel,
+        queue: &str,
+        how: &str,
+    ) -> anyhow::Result<()> {
+        match declared {
             Err(error) if is_precondition_failed(&error) => {
                 tracing::warn!(
-                    queue = %self.review_queue(),
-                    "the review queue exists without its bound (declared by an older version): \
-                     delete it to apply the bound (its messages are notices; every case is in \
-                     the database)"
+                    queue,
+                    "the queue exists {how} (declared by an older version): delete it while it \
+                     is empty, and the next process to start declares it as this version does"
                 );
                 Ok(())
             }
             Err(error) => Err(error),
-            Ok(()) => super::close_channel(&channel).await,
+            Ok(()) => super::close_channel(channel).await,
         }
     }
 
@@ -151,7 +181,6 @@ impl Topology {
                 .collect();
             self.declare_queue(channel, &self.stage_queue(stage), &keys)
                 .await?;
-            self.declare_retry_queue(channel, stage).await?;
         }
         Ok(())
     }
@@ -200,10 +229,11 @@ impl Topology {
         Ok(())
     }
 
-    /// Declares a stage's delay queue: durable, dead-lettering expired messages to the stage.
+    /// Declares a stage's delay queue: a quorum queue (so it survives losing a broker node),
+    /// dead-lettering expired messages to the stage.
     async fn declare_retry_queue(&self, channel: &Channel, stage: StageName) -> anyhow::Result<()> {
         let queue = self.retry_queue(stage);
-        let mut arguments = FieldTable::default();
+        let mut arguments = quorum();
         arguments.insert(
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString("".into()),
