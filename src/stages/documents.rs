@@ -1,11 +1,19 @@
 //! documents: produces the handover documents. Goods get a delivery note and a packing list,
 //! services a service-delivery record, and every order an invoice. Numbers come from a gap-free
 //! sequence per kind (locked for the batch and numbered in delivery order); each document is
-//! stored as data, rendered as PDF and fingerprinted with SHA-256. Emits `documents.generated`.
+//! stored as data, rendered as PDF and fingerprinted with SHA-256. Documents name the customer
+//! and their addresses as the customer's records say at issue time, the carrier and tracking
+//! reference handover will record, the delivery terms spelt out, and on the invoice the VAT
+//! summary and the due date from the customer's payment terms. Emits `documents.generated`.
 
 use serde::Serialize;
 
-use crate::domain::documents::{self, DocumentContent, Seller};
+use chrono::Days;
+
+use crate::domain::catalogue::DEFAULT_PAYMENT_TERMS_DAYS;
+use crate::domain::documents::{
+    self, Buyer, Consignment, DocumentContent, DocumentKind, PaymentDue, Seller, TermsOfDelivery,
+};
 use crate::domain::events::{DocumentRef, DocumentsGenerated, Payload};
 use crate::domain::{Order, OrderState};
 use crate::render;
@@ -52,6 +60,8 @@ impl Stage for Documents {
         Needs {
             products: true,
             sequences: true,
+            parties: true,
+            customer_details: true,
             ..Needs::NOTHING
         }
     }
@@ -106,7 +116,32 @@ impl Documents {
     /// Every document the order needs, numbered from the batch's sequences and rendered.
     fn issue(&self, order: &Order, refs: &Reference, input: &Input<'_>) -> Vec<IssuedDocument> {
         let priced = documents::priced_lines(order, &refs.products);
-        let terms = order.delivery_terms_or(&self.default_terms).to_owned();
+        let code = order.delivery_terms_or(&self.default_terms).to_owned();
+        let terms = refs.terms.get(&code);
+        let order_id = order.order_id.to_string();
+        let consignment = terms.map(|t| Consignment {
+            carrier: t.carrier.clone(),
+            service: t.carrier_service.clone(),
+            tracking_reference: documents::tracking_reference(&t.carrier, &order_id, order.version),
+        });
+        let customer = refs.customers.get(&order.customer_id);
+        let buyer = customer.and_then(|c| match (&c.erased_at, &c.details) {
+            (Some(_), _) => Some(Buyer::Erased),
+            (None, Some(details)) => Some(Buyer::Known {
+                name: details.name.clone()?,
+                billing_address: details.billing_address.clone(),
+                delivery_address: details.delivery_address.clone(),
+            }),
+            (None, None) => None,
+        });
+        let terms_days = customer.map_or(DEFAULT_PAYMENT_TERMS_DAYS, |c| c.payment_terms_days);
+        let date = input.now.date_naive();
+        let payment = PaymentDue {
+            terms_days,
+            due_date: date
+                .checked_add_days(Days::new(u64::from(terms_days)))
+                .unwrap_or(date),
+        };
         documents::kinds_needed(order, &refs.products)
             .into_iter()
             .map(|kind| {
@@ -115,14 +150,20 @@ impl Documents {
                 let content = DocumentContent {
                     kind,
                     number: kind.number(value),
-                    order_id: order.order_id.to_string(),
+                    order_id: order_id.clone(),
                     version: order.version,
                     customer_id: order.customer_id.clone(),
+                    buyer: buyer.clone(),
                     currency: order.currency,
                     issued_at: input.now,
                     totals: documents::totals(&lines),
                     lines,
-                    delivery_terms: terms.clone(),
+                    delivery_terms: code.clone(),
+                    terms: terms.map(TermsOfDelivery::from),
+                    consignment: consignment.clone().filter(|_| kind.shipping()),
+                    payment: (kind == DocumentKind::Invoice).then_some(payment),
+                    supply_date: kind.priced().then_some(date),
+                    replaces: None,
                     seller: self.seller.clone(),
                 };
                 let pdf = render::pdf(&content);
@@ -141,7 +182,6 @@ impl Documents {
 mod tests {
     use super::super::fixtures::*;
     use super::*;
-    use crate::domain::documents::DocumentKind;
     use crate::domain::events::{GoodsPrepared, PickLine};
     use crate::stages::Outcome;
 

@@ -83,6 +83,8 @@ pub struct Needs {
     pub related: bool,
     /// Customers, agents and delivery terms.
     pub parties: bool,
+    /// With `parties`: the customers' names and addresses (personal data, for documents).
+    pub customer_details: bool,
     /// Stock.
     pub stock: StockUse,
     /// Document number sequences, locked for the batch.
@@ -104,6 +106,7 @@ impl Needs {
         products: false,
         related: false,
         parties: false,
+        customer_details: false,
         stock: StockUse::None,
         sequences: false,
         payments: false,
