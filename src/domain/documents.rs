@@ -378,6 +378,27 @@ pub fn lines_for(kind: DocumentKind, all: &[DocumentLine]) -> Vec<DocumentLine> 
         .collect()
 }
 
+/// The credit note numbered `number` that credits `invoice` in full, issued `now`: the same
+/// lines, tax and totals, the same seller, and the buyer as `buyer` says now (erased if the
+/// customer's personal data was erased since).
+pub fn credit_note(
+    invoice: &DocumentContent,
+    number: String,
+    buyer: Option<Buyer>,
+    now: DateTime<Utc>,
+) -> DocumentContent {
+    DocumentContent {
+        kind: DocumentKind::CreditNote,
+        number,
+        issued_at: now,
+        buyer,
+        payment: None,
+        consignment: None,
+        replaces: Some(invoice.number.clone()),
+        ..invoice.clone()
+    }
+}
+
 impl DocumentContent {
     /// The document's pages as lines of text, as printed on the PDF (see [`layout`]).
     pub fn pages(&self, void: Option<&layout::VoidMark>) -> Vec<Vec<String>> {

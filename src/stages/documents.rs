@@ -16,7 +16,6 @@ use crate::domain::documents::{
 };
 use crate::domain::events::{DocumentRef, DocumentsGenerated, Payload};
 use crate::domain::{Order, OrderState};
-use crate::render;
 use crate::settings::StageSettings;
 
 use super::plan::{Effect, IssuedDocument, Plan};
@@ -166,13 +165,7 @@ impl Documents {
                     replaces: None,
                     seller: self.seller.clone(),
                 };
-                let pdf = render::pdf(&content);
-                IssuedDocument {
-                    sha256: crate::digest::sha256_hex(&pdf),
-                    content,
-                    sequence_value: value,
-                    pdf,
-                }
+                IssuedDocument::render(content, value)
             })
             .collect()
     }

@@ -9,6 +9,7 @@
 //! consumes are declared once, in [`StageName::input_events`].
 
 pub mod confirm;
+pub mod credit;
 pub mod documents;
 pub mod handover;
 pub mod plan;

@@ -109,6 +109,20 @@ pub struct IssuedDocument {
     pub sha256: String,
 }
 
+impl IssuedDocument {
+    /// The document numbered `sequence_value` in its kind's sequence, rendered as PDF and
+    /// fingerprinted.
+    pub fn render(content: DocumentContent, sequence_value: i64) -> Self {
+        let pdf = crate::render::pdf(&content);
+        Self {
+            sha256: crate::digest::sha256_hex(&pdf),
+            content,
+            sequence_value,
+            pdf,
+        }
+    }
+}
+
 /// A timer to set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timer {
