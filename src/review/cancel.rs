@@ -63,7 +63,7 @@ pub fn plan(
     plan.effects.push(Effect::VoidDocuments);
     if let Some(credit) = credit {
         crate::stages::credit::name_in_postings(&mut reverse, &credit);
-        plan.effects.push(Effect::Issue(credit));
+        plan.effects.push(Effect::Issue(Box::new(credit)));
     }
     plan.effects.extend(reverse);
     plan.emit.extend(released.map(Payload::from));

@@ -106,7 +106,7 @@ impl Stage for Documents {
         };
         let mut plan = Plan::step(to, &set, generated);
         plan.effects
-            .splice(0..0, issued.into_iter().map(Effect::Issue));
+            .splice(0..0, issued.into_iter().map(|d| Effect::Issue(Box::new(d))));
         plan
     }
 }

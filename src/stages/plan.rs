@@ -77,7 +77,7 @@ pub enum Effect {
     /// Every live allocation of the order returned to stock.
     ReleaseStock,
     /// A document issued: numbered, rendered and fingerprinted.
-    Issue(IssuedDocument),
+    Issue(Box<IssuedDocument>),
     /// Every live document of the order voided (their numbers stay used).
     VoidDocuments,
     /// A timer set.

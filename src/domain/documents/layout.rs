@@ -27,15 +27,18 @@ pub struct VoidMark {
     pub voided_at: DateTime<Utc>,
     /// The number of the document that replaced it, if one did.
     pub replaced_by: Option<String>,
+    /// The number of the credit note that credited it, if one did.
+    pub credited_by: Option<String>,
 }
 
 impl VoidMark {
     /// The line printed at the top of every page of the voided copy.
     pub fn line(&self) -> String {
         let when = self.voided_at.format("%Y-%m-%d %H:%M UTC");
-        match &self.replaced_by {
-            Some(number) => format!("VOID - voided {when}, replaced by {number}"),
-            None => format!("VOID - voided {when}, not replaced"),
+        match (&self.replaced_by, &self.credited_by) {
+            (Some(number), _) => format!("VOID - voided {when}, replaced by {number}"),
+            (None, Some(number)) => format!("VOID - voided {when}, credited by {number}"),
+            (None, None) => format!("VOID - voided {when}, not replaced"),
         }
     }
 }

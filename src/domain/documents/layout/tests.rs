@@ -198,6 +198,7 @@ fn a_void_copy_says_so_on_every_page() {
     let mark = VoidMark {
         voided_at: Utc.with_ymd_and_hms(2026, 11, 21, 8, 30, 0).unwrap(),
         replaced_by: Some("INV-000008".into()),
+        credited_by: None,
     };
     let pages = pages(&document(DocumentKind::Invoice, many(120)), Some(&mark));
     for page in &pages {
