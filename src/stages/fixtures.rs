@@ -155,7 +155,6 @@ pub fn input(payload: &Payload) -> Input<'_> {
         payload,
         event_time: now(),
         now: now(),
-        nonce: 7,
     }
 }
 

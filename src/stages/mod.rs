@@ -46,8 +46,6 @@ pub struct Input<'a> {
     pub event_time: DateTime<Utc>,
     /// Now, as the worker read the clock for the batch.
     pub now: DateTime<Utc>,
-    /// A random number for the delivery, for what must be unique (tracking references).
-    pub nonce: u64,
 }
 
 /// How a stage uses stock.
