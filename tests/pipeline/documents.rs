@@ -504,3 +504,70 @@ async fn documents_without_the_seller_are_reissued_once_it_is_configured_even_af
     assert_eq!(timeline.len(), 1, "the reissue is in the order's timeline");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amendment_voids_the_documents_and_issues_new_ones_that_the_void_copies_name() {
+    let mut env = TestEnv::with(with_seller).await;
+    env.start_pipeline(to_documents()).await;
+    let v1 = order_with(
+        "AMEND-DOC-1",
+        vec![json!({"sku": "MUG-BLUE", "quantity": 1, "unit_price_minor": 1250})],
+    );
+    env.submit(std::slice::from_ref(&v1)).await;
+    env.wait_state("AMEND-DOC-1", "documents_generated").await;
+    let mut v2 = v1.clone();
+    v2.version = 2;
+    v2.lines[0].quantity = 4;
+    env.client.amend(&[v2]).await.unwrap();
+    let pool = env.pool.clone();
+    env.wait_for("version 2's documents", || {
+        let pool = pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM documents WHERE order_id = 'AMEND-DOC-1' AND version = 2",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            (n == 3).then_some(())
+        }
+    })
+    .await;
+    let (dir, texts) = written(&env, "AMEND-DOC-1").await;
+    let names: Vec<&str> = texts.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "DN-000001.void.pdf",
+            "PL-000001.void.pdf",
+            "INV-000001.void.pdf",
+            "DN-000002.pdf",
+            "PL-000002.pdf",
+            "INV-000002.pdf"
+        ]
+    );
+    for (old, new) in [
+        ("DN", "DN-000002"),
+        ("PL", "PL-000002"),
+        ("INV", "INV-000002"),
+    ] {
+        let void = text_of(&texts, &format!("{old}-000001.void.pdf"));
+        assert!(says(void, &format!("replaced by {new}")), "{void}");
+        assert!(says(void, "Order: AMEND-DOC-1 (version 1)"));
+    }
+    let invoice = text_of(&texts, "INV-000002.pdf");
+    assert!(says(invoice, "Order: AMEND-DOC-1 (version 2)"));
+    assert!(says(invoice, "Total due: 60.00 GBP"), "{invoice}");
+    assert!(
+        !says(invoice, "VOID"),
+        "the live invoice carries no VOID mark"
+    );
+    assert!(says(
+        text_of(&texts, "DN-000002.pdf"),
+        &format!(
+            "Tracking reference: {}",
+            tracking_reference("Royal Mail", "AMEND-DOC-1", 2)
+        )
+    ));
+    std::fs::remove_dir_all(dir).unwrap();
+}
