@@ -218,6 +218,50 @@ mod tests {
         };
         assert_eq!(invoice.content.totals.gross_minor, 3000);
         assert!(invoice.pdf.starts_with(b"%PDF"));
+        let due = invoice.content.payment.expect("an invoice has a due date");
+        assert_eq!(
+            due.due_date.to_string(),
+            "2026-12-20",
+            "30 days after 2026-11-20"
+        );
+        assert_eq!(
+            invoice.content.buyer,
+            Some(Buyer::Known {
+                name: "Ada Lovelace".into(),
+                billing_address: Some("12 St James's Square, London SW1Y 4JH".into()),
+                delivery_address: None,
+            })
+        );
+        assert!(invoice.content.consignment.is_none());
+        let Effect::Issue(note) = &plan.effects[0] else {
+            panic!()
+        };
+        let consignment = note.content.consignment.as_ref().expect("a carrier");
+        assert_eq!(
+            consignment.tracking_reference,
+            documents::tracking_reference("Royal Mail", "ORD-1", 1)
+        );
+        assert!(note.content.payment.is_none());
+    }
+
+    #[test]
+    fn a_customer_erased_before_issue_is_printed_as_erased() {
+        let view = view_in(Some(OrderState::Prepared), mug_order(2));
+        let mut refs = catalogue();
+        let customer = refs.customers.get_mut("C-1").unwrap();
+        customer.erased_at = Some(now());
+        customer.details = Some(crate::stages::reference::CustomerDetails {
+            name: None,
+            billing_address: None,
+            delivery_address: None,
+        });
+        let payload = prepared(1);
+        let plan = stage().decide(&input(&payload), &view, &refs);
+        for effect in &plan.effects {
+            if let Effect::Issue(d) = effect {
+                assert_eq!(d.content.buyer, Some(Buyer::Erased), "{}", d.content.number);
+            }
+        }
     }
 
     #[test]

@@ -344,6 +344,30 @@ async fn a_cancellation_after_invoicing_issues_a_credit_note_and_the_ledger_retu
         }
     })
     .await;
+    // The invoice's totals are what the ledger booked, to the cent.
+    let (net, tax, gross): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (content->'totals'->>'net_minor')::bigint, (content->'totals'->>'tax_minor')::bigint,
+                (content->'totals'->>'gross_minor')::bigint
+         FROM documents WHERE order_id = 'CREDIT-1' AND kind = 'invoice'",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    let booked: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT account, sum(debit_minor - credit_minor)::bigint FROM ledger_entries
+         WHERE order_id = 'CREDIT-1' GROUP BY account ORDER BY account",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        booked,
+        [
+            ("receivable".to_owned(), gross),
+            ("revenue".into(), -net),
+            ("tax_payable".into(), -tax)
+        ]
+    );
     env.client
         .confirm(
             fulfilment::domain::OrderId::parse("CREDIT-1").unwrap(),
