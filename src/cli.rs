@@ -225,6 +225,18 @@ pub enum ReviewCommand {
     Cancel(Resolve),
     /// Mark the case resolved outside the pipeline.
     Close(Resolve),
+    /// Issue again, naming the seller, the order's documents issued before `stages.seller` was
+    /// configured. Needs the `finance` role.
+    ReissueDocuments {
+        /// The order.
+        order_id: String,
+        /// The configured person acting.
+        #[arg(long = "as")]
+        person: String,
+        /// Why.
+        #[arg(long)]
+        note: String,
+    },
     /// Erase a customer's personal data (name, email, the words of their complaints and
     /// queries, their purchase history) while orders, documents and financial records stay.
     /// Needs the `customer_service` role.
@@ -372,8 +384,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = prepare_database(&settings).await?;
             if let Some(DocumentsCommand::Reissue { order_id }) = action {
                 let seller = settings.stages.seller.seller();
-                let reissued =
-                    crate::reissue::reissue(&pool, &order_id, seller, chrono::Utc::now()).await?;
+                let requested = crate::reissue::Requested::default();
+                let reissued = crate::reissue::reissue(
+                    &pool,
+                    &order_id,
+                    seller,
+                    chrono::Utc::now(),
+                    &requested,
+                )
+                .await?;
                 let list: String = reissued
                     .iter()
                     .map(|r| format!("{} replaces {}\n", r.number, r.replaces))
@@ -505,7 +524,7 @@ async fn start_metrics(
 
 /// The review desk (with its own broker connection) for the API or the command line.
 fn open_desk(settings: &Settings, pool: sqlx::PgPool) -> ReviewDesk {
-    ReviewDesk::new(&settings.amqp, pool)
+    ReviewDesk::new(&settings.amqp, pool).with_seller(settings.stages.seller.seller())
 }
 
 async fn start_api(
@@ -517,7 +536,8 @@ async fn start_api(
         .await
         .with_context(|| format!("listening on review.listen {}", settings.review.listen))?;
     let people = People::from_settings(&settings.review.people);
-    let state = ApiState::new(&settings.amqp, pool, people);
+    let state =
+        ApiState::new(&settings.amqp, pool, people).with_seller(settings.stages.seller.seller());
     Ok(tokio::spawn(api::serve(listener, state, shutdown)))
 }
 
@@ -561,6 +581,16 @@ async fn review(settings: &Settings, command: ReviewCommand) -> anyhow::Result<(
             return write_out(&to_json(&cases)?);
         }
         ReviewCommand::Show { id } => return write_out(&to_json(&desk.show(id).await?)?),
+        ReviewCommand::ReissueDocuments {
+            order_id,
+            person: name,
+            note,
+        } => {
+            let reissued = desk
+                .reissue_documents(&order_id, &person(&name)?, &note)
+                .await?;
+            return write_out(&to_json(&reissued)?);
+        }
         ReviewCommand::EraseCustomer {
             customer_id,
             person: name,

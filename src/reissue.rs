@@ -35,13 +35,26 @@ pub struct Reissued {
     pub replaces: String,
 }
 
+/// Who asked for a reissue and why, for the order's timeline (the review desk's person and note).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Requested {
+    /// The person, when the review desk reissues.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Their note.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
 /// Reissues the order's live documents that lack the seller's block, naming `seller`, in one
-/// transaction under the order's lock. Returns what replaced what.
+/// transaction under the order's lock, recording `requested` in the order's timeline. Returns
+/// what replaced what.
 pub async fn reissue(
     pool: &PgPool,
     order_id: &str,
     seller: Option<Seller>,
     now: DateTime<Utc>,
+    requested: &Requested,
 ) -> Result<Vec<Reissued>, ReissueError> {
     let seller = seller.ok_or(ReissueError::NoSeller)?;
     let mut tx = pool.begin().await.map_err(anyhow::Error::from)?;
@@ -87,7 +100,11 @@ pub async fn reissue(
         })
         .collect();
     let ids: Vec<i64> = old.iter().map(|d| d.id).collect();
-    let detail = serde_json::json!({ "reissued": reissued, "reason": "seller_configured" });
+    let detail = serde_json::json!({
+        "reissued": reissued,
+        "reason": "seller_configured",
+        "requested": requested,
+    });
     db::documents::replace(&mut tx, order_id, "documents", &ids, &issued, &detail)
         .await
         .map_err(anyhow::Error::from)?;

@@ -10,7 +10,7 @@ use chrono::{DateTime, Days, Utc};
 use fulfilment::domain::documents::tracking_reference;
 use fulfilment::export;
 use fulfilment::pipeline::PipelineOptions;
-use fulfilment::reissue::{self, ReissueError, Reissued};
+use fulfilment::reissue::{self, ReissueError, Reissued, Requested};
 use fulfilment::stages::StageName;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -465,7 +465,7 @@ async fn documents_without_the_seller_are_reissued_once_it_is_configured_even_af
     std::fs::remove_dir_all(dir).unwrap();
 
     let now = Utc::now();
-    let refused = reissue::reissue(&env.pool, "REISSUE-1", None, now).await;
+    let refused = reissue::reissue(&env.pool, "REISSUE-1", None, now, &Requested::default()).await;
     assert!(
         matches!(refused, Err(ReissueError::NoSeller)),
         "{refused:?}"
@@ -477,9 +477,15 @@ async fn documents_without_the_seller_are_reissued_once_it_is_configured_even_af
     let mut settings = env.settings.clone();
     with_seller(&mut settings);
     let seller = settings.stages.seller.seller();
-    let reissued = reissue::reissue(&env.pool, "REISSUE-1", seller.clone(), now)
-        .await
-        .unwrap();
+    let reissued = reissue::reissue(
+        &env.pool,
+        "REISSUE-1",
+        seller.clone(),
+        now,
+        &Requested::default(),
+    )
+    .await
+    .unwrap();
     let pair = |number: &str, replaces: &str| Reissued {
         number: number.into(),
         replaces: replaces.into(),
@@ -492,7 +498,7 @@ async fn documents_without_the_seller_are_reissued_once_it_is_configured_even_af
             pair("INV-000002", "INV-000001"),
         ]
     );
-    let again = reissue::reissue(&env.pool, "REISSUE-1", seller, now).await;
+    let again = reissue::reissue(&env.pool, "REISSUE-1", seller, now, &Requested::default()).await;
     assert!(
         matches!(again, Err(ReissueError::NothingToReissue(_))),
         "{again:?}"
@@ -592,6 +598,66 @@ async fn an_amendment_voids_the_documents_and_issues_new_ones_that_the_void_copi
             "Tracking reference: {}",
             tracking_reference("Royal Mail", "AMEND-DOC-1", 2)
         )
+    ));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finance_reissues_documents_from_the_review_desk() {
+    let mut env = TestEnv::new().await;
+    env.start_pipeline(to_documents()).await;
+    env.submit(&[order_with(
+        "REISSUE-2",
+        vec![json!({"sku": "MUG-BLUE", "quantity": 1, "unit_price_minor": 1250})],
+    )])
+    .await;
+    env.wait_state("REISSUE-2", "documents_generated").await;
+    // The seller is configured afterwards; the desk started now knows it.
+    with_seller(&mut env.settings);
+    let url = env
+        .start_api(&[
+            ("Ravi Shah", &["finance"], "tok-finance"),
+            ("Mia Chen", &["customer_service"], "tok-service"),
+        ])
+        .await;
+    let http = reqwest::Client::new();
+    let path = format!("{url}/orders/REISSUE-2/documents/reissue");
+    let (status, _) = post(&http, path.clone(), "tok-service", json!({"note": "x"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = post(&http, path.clone(), "tok-finance", json!({"note": " "})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, body) = post(
+        &http,
+        path.clone(),
+        "tok-finance",
+        json!({"note": "seller now configured"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!([
+            {"number": "DN-000002", "replaces": "DN-000001"},
+            {"number": "PL-000002", "replaces": "PL-000001"},
+            {"number": "INV-000002", "replaces": "INV-000001"}
+        ])
+    );
+    let (status, body) = post(&http, path, "tok-finance", json!({"note": "again"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let requested: serde_json::Value = sqlx::query_scalar(
+        "SELECT detail->'requested' FROM stage_records WHERE order_id = 'REISSUE-2' AND detail ? 'reissued'",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        requested,
+        json!({"by": "Ravi Shah", "note": "seller now configured"})
+    );
+    let (dir, texts) = written(&env, "REISSUE-2").await;
+    assert!(says(
+        text_of(&texts, "INV-000002.pdf"),
+        "Northern Kitchenware Ltd"
     ));
     std::fs::remove_dir_all(dir).unwrap();
 }
