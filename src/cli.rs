@@ -1,6 +1,13 @@
 //! The command line: `run`, `migrate`, `seed`, `submit`, `amend`, `confirm`, `pay`, `status`,
 //! `documents`.
 
+mod demo;
+mod input;
+mod probe;
+mod progress;
+mod review;
+mod running;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -8,16 +15,18 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::client::Client;
 use crate::db;
-use crate::db::review::CaseFilter;
 use crate::domain::StageName;
 use crate::domain::events::{ConfirmationOutcome, PaymentCaptured};
 use crate::domain::{Currency, Order, OrderId};
-use crate::pipeline::{Pipeline, PipelineOptions};
-use crate::review::api::{self, ApiState};
+use crate::health::Health;
+use crate::pipeline::PipelineOptions;
+use crate::review::People;
+use crate::review::api::ApiState;
 use crate::review::people::hash_token;
-use crate::review::{People, Resolution, ReviewDesk};
 use crate::settings::Settings;
 use crate::{export, seed, status, telemetry};
+pub use review::{Resolve, ReviewCommand};
+use running::{Running, start_api, start_metrics};
 use std::time::Duration;
 
 /// An order-fulfilment pipeline on RabbitMQ and Postgres.
@@ -65,16 +74,29 @@ pub enum Command {
         action: ReviewCommand,
     },
     /// Write the JSON Schema of every event payload into a directory, and the AsyncAPI document
-    /// of the whole interface beside it (`<dir>/../asyncapi.yaml`).
+    /// of the whole interface (into the same directory unless `--asyncapi` says where).
     Schemas {
-        /// Directory to write into (created if missing).
+        /// Directory to write the schemas into (created if missing).
         #[arg(long, default_value = "docs/schemas")]
         out: PathBuf,
+        /// Where to write the AsyncAPI document. Default: `asyncapi.yaml` in `--out`.
+        #[arg(long, value_name = "FILE")]
+        asyncapi: Option<PathBuf>,
     },
-    /// Print the SHA-256 of a bearer token, for `review.people.token_sha256`.
+    /// Print the SHA-256 of a bearer token, for `review.people.token_sha256`. Reads the token
+    /// from standard input (without echoing it at a terminal), so it stays out of the shell's
+    /// history.
     HashToken {
-        /// The token.
-        token: String,
+        /// The token. Prefer standard input: an argument is kept in the shell's history.
+        token: Option<String>,
+    },
+    /// Ask the process on this host whether it is ready (`GET /health/ready` on
+    /// `metrics.listen` when set, else on `review.listen`): exits 0 when it is, 1 otherwise.
+    /// For container health checks.
+    Health {
+        /// The address to ask instead, such as 127.0.0.1:9090.
+        #[arg(long)]
+        address: Option<String>,
     },
     /// Create the database if missing and apply migrations.
     Migrate,
@@ -153,6 +175,9 @@ pub enum Command {
     /// Measure the pipeline against the broker's own ceiling: prints a table and writes a JSON
     /// report. Uses a namespace and a database of its own, removed afterwards.
     Bench(BenchArgs),
+    /// Run the whole pipeline here and feed it a steady stream of sample orders (web and
+    /// contact centre, some with problems that go to review), showing each stage's progress.
+    Demo(demo::DemoArgs),
 }
 
 /// Options of `fulfilment bench`.
@@ -184,87 +209,6 @@ pub struct BenchArgs {
     keep: bool,
 }
 
-/// Review subcommands. Resolutions are made as a configured person (`--as`), whose roles must
-/// carry the authority the case needs.
-#[derive(Debug, Subcommand)]
-pub enum ReviewCommand {
-    /// List cases, oldest first.
-    List {
-        /// Only cases with this status (open, retried, amended, cancelled, closed).
-        #[arg(long)]
-        status: Option<String>,
-        /// Only cases with this reason.
-        #[arg(long)]
-        reason: Option<String>,
-        /// Only cases from this stage.
-        #[arg(long)]
-        stage: Option<String>,
-        /// Only cases needing this role.
-        #[arg(long)]
-        role: Option<String>,
-        /// Only cases opened at least this many seconds ago.
-        #[arg(long)]
-        older_than_secs: Option<i64>,
-    },
-    /// Show a case with its original message and the order's timeline (JSON).
-    Show {
-        /// The case.
-        id: i64,
-    },
-    /// Send the original message to the stage it failed at again.
-    Retry(Resolve),
-    /// Apply a changed order from a JSON file and verify it again.
-    Amend {
-        #[command(flatten)]
-        resolve: Resolve,
-        /// The changed order (its version is raised above the current one if needed).
-        #[arg(long)]
-        file: PathBuf,
-    },
-    /// Cancel the order and compensate what was done.
-    Cancel(Resolve),
-    /// Mark the case resolved outside the pipeline.
-    Close(Resolve),
-    /// Issue again, naming the seller, the order's documents issued before `stages.seller` was
-    /// configured. Needs the `finance` role.
-    ReissueDocuments {
-        /// The order.
-        order_id: String,
-        /// The configured person acting.
-        #[arg(long = "as")]
-        person: String,
-        /// Why.
-        #[arg(long)]
-        note: String,
-    },
-    /// Erase a customer's personal data (name, email, the words of their complaints and
-    /// queries, their purchase history) while orders, documents and financial records stay.
-    /// Needs the `customer_service` role.
-    EraseCustomer {
-        /// The customer.
-        customer_id: String,
-        /// The configured person acting.
-        #[arg(long = "as")]
-        person: String,
-        /// Why (the customer's request and its reference).
-        #[arg(long)]
-        note: String,
-    },
-}
-
-/// Who resolves a case and why.
-#[derive(Debug, clap::Args)]
-pub struct Resolve {
-    /// The case.
-    pub id: i64,
-    /// The configured person acting.
-    #[arg(long = "as")]
-    pub person: String,
-    /// Why.
-    #[arg(long)]
-    pub note: String,
-}
-
 /// A customer's answer, as given on the command line.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Outcome {
@@ -292,8 +236,19 @@ impl From<Outcome> for ConfirmationOutcome {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load()?;
-    telemetry::init(&settings.log);
-    match cli.command {
+    let mut log = settings.log.clone();
+    if matches!(cli.command, Command::Demo(_)) {
+        // Log lines would break up the demo's live view: errors only (RUST_LOG overrides).
+        log.filter = "error".to_owned();
+    }
+    let telemetry = telemetry::init(&log, &settings.telemetry);
+    let outcome = dispatch(cli.command, settings).await;
+    telemetry.shutdown().await;
+    outcome
+}
+
+async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
         Command::Run {
             stages,
             no_relay,
@@ -301,10 +256,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => run_pipeline(&settings, stages, !no_relay, !no_api).await,
         Command::Serve => serve(&settings).await,
         Command::Bench(args) => bench(&settings, args).await,
-        Command::Review { action } => review(&settings, action).await,
-        Command::Schemas { out } => {
+        Command::Demo(args) => demo::run(&settings, args).await,
+        Command::Review { action } => review::run(&settings, action).await,
+        Command::Schemas { out, asyncapi } => {
             let written = crate::contract::write_all(&out)?;
-            let asyncapi = out.parent().unwrap_or(&out).join("asyncapi.yaml");
+            let asyncapi = asyncapi.unwrap_or_else(|| out.join("asyncapi.yaml"));
             std::fs::write(&asyncapi, crate::contract::asyncapi_yaml("fulfilment"))
                 .with_context(|| format!("writing {}", asyncapi.display()))?;
             write_out(&format!(
@@ -314,7 +270,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 asyncapi.display()
             ))
         }
-        Command::HashToken { token } => write_out(&format!("{}\n", hash_token(&token))),
+        Command::HashToken { token } => {
+            let token = match token {
+                Some(token) => {
+                    eprintln!(
+                        "note: the token is now in your shell's history; next time, give it on standard input"
+                    );
+                    token
+                }
+                None => input::secret("token: ")?,
+            };
+            anyhow::ensure!(!token.is_empty(), "no token given");
+            write_out(&format!("{}\n", hash_token(&token)))
+        }
+        Command::Health { address } => {
+            let address = address.unwrap_or_else(|| health_address(&settings));
+            let (status, body) = probe::ready(&address).await?;
+            write_out(&format!("{body}\n"))?;
+            anyhow::ensure!(status == 200, "not ready (HTTP {status})");
+            Ok(())
+        }
         Command::Migrate => {
             prepare_database(&settings).await?;
             println!("migrations applied to {}", settings.database.url);
@@ -484,143 +459,45 @@ async fn run_pipeline(
         relay,
         ..PipelineOptions::default()
     };
-    let mut pipeline = Pipeline::start(settings, pool.clone(), options).await?;
-    crate::metrics::install();
-    let api = match api {
-        true => Some(start_api(settings, pool, pipeline.shutdown_token()).await?),
-        false => start_metrics(settings, pipeline.shutdown_token()).await?,
-    };
+    let mut running = Running::start(settings, pool, options, api).await?;
     tracing::info!(namespace = %settings.amqp.namespace, "pipeline running");
     let outcome = tokio::select! {
         _ = signals.received() => {
             tracing::info!("shutting down: finishing in-flight deliveries");
             Ok(())
         }
-        result = pipeline.wait() => result,
+        result = running.pipeline.wait() => result,
     };
-    let closed = pipeline.shutdown().await;
-    if let Some(api) = api {
-        api.await??;
+    outcome.and(running.stop().await)
+}
+
+/// Where this host's process answers health checks: `metrics.listen` when set, else the API.
+fn health_address(settings: &Settings) -> String {
+    match settings.metrics.listen.trim() {
+        "" => settings.review.listen.clone(),
+        metrics => metrics.to_owned(),
     }
-    outcome.and(closed)
 }
 
-/// Serves the process's metrics on `metrics.listen`, when it is set.
-async fn start_metrics(
-    settings: &Settings,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<Option<tokio::task::JoinHandle<anyhow::Result<()>>>> {
-    let address = settings.metrics.listen.trim();
-    if address.is_empty() {
-        return Ok(None);
-    }
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .with_context(|| format!("listening on metrics.listen {address}"))?;
-    Ok(Some(tokio::spawn(crate::metrics::serve(
-        listener, shutdown,
-    ))))
-}
-
-/// The review desk (with its own broker connection) for the API or the command line.
-fn open_desk(settings: &Settings, pool: sqlx::PgPool) -> ReviewDesk {
-    ReviewDesk::new(&settings.amqp, pool).with_seller(settings.stages.seller.seller())
-}
-
-async fn start_api(
-    settings: &Settings,
-    pool: sqlx::PgPool,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
-    let listener = tokio::net::TcpListener::bind(&settings.review.listen)
-        .await
-        .with_context(|| format!("listening on review.listen {}", settings.review.listen))?;
+/// The API's state: its desk, intake and people, over `pool`.
+fn api_state(settings: &Settings, pool: sqlx::PgPool) -> ApiState {
     let people = People::from_settings(&settings.review.people);
-    let state =
-        ApiState::new(&settings.amqp, pool, people).with_seller(settings.stages.seller.seller());
-    Ok(tokio::spawn(api::serve(listener, state, shutdown)))
+    ApiState::new(&settings.amqp, pool, people).with_seller(settings.stages.seller.seller())
 }
 
 async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let signals = StopSignals::listen();
     let pool = prepare_database(settings).await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let api = start_api(settings, pool, shutdown.clone()).await?;
+    let health = Health::new(pool.clone(), None);
+    let metrics = start_metrics(settings, health, shutdown.clone()).await?;
+    let api = start_api(settings, api_state(settings, pool), shutdown.clone()).await?;
     signals.received().await;
     shutdown.cancel();
-    api.await?
-}
-
-async fn review(settings: &Settings, command: ReviewCommand) -> anyhow::Result<()> {
-    let pool = prepare_database(settings).await?;
-    let people = People::from_settings(&settings.review.people);
-    let person = |name: &str| {
-        people
-            .named(name)
-            .cloned()
-            .with_context(|| format!("no person {name:?} in review.people"))
-    };
-    let desk = open_desk(settings, pool);
-    let (resolve, resolution) = match command {
-        ReviewCommand::List {
-            status,
-            reason,
-            stage,
-            role,
-            older_than_secs,
-        } => {
-            let filter = CaseFilter {
-                status,
-                reason,
-                stage,
-                role,
-                older_than_secs,
-                limit: Some(1000),
-            };
-            let cases = desk.list(&filter).await?;
-            return write_out(&to_json(&cases)?);
-        }
-        ReviewCommand::Show { id } => return write_out(&to_json(&desk.show(id).await?)?),
-        ReviewCommand::ReissueDocuments {
-            order_id,
-            person: name,
-            note,
-        } => {
-            let reissued = desk
-                .reissue_documents(&order_id, &person(&name)?, &note)
-                .await?;
-            return write_out(&to_json(&reissued)?);
-        }
-        ReviewCommand::EraseCustomer {
-            customer_id,
-            person: name,
-            note,
-        } => {
-            let summary = desk
-                .erase_customer(&customer_id, &person(&name)?, &note)
-                .await?;
-            return write_out(&to_json(&summary)?);
-        }
-        ReviewCommand::Retry(r) => (r, Resolution::Retry),
-        ReviewCommand::Cancel(r) => (r, Resolution::Cancel),
-        ReviewCommand::Close(r) => (r, Resolution::Close),
-        ReviewCommand::Amend { resolve, file } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            let order = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not JSON", file.display()))?;
-            (resolve, Resolution::Amend(order))
-        }
-    };
-    let case = desk
-        .resolve(
-            resolve.id,
-            &person(&resolve.person)?,
-            resolution,
-            &resolve.note,
-        )
-        .await?;
-    write_out(&to_json(&case)?)
+    for server in std::iter::once(api).chain(metrics) {
+        server.await??;
+    }
+    Ok(())
 }
 
 /// A value as pretty JSON and a newline.

@@ -23,10 +23,10 @@ impl Client {
     /// Connects and declares the topology, so nothing published is lost even if no worker has
     /// ever started.
     pub async fn connect(settings: &AmqpSettings, source: &str) -> anyhow::Result<Self> {
-        let topology = Topology::new(&settings.namespace);
+        let topology = Topology::of(settings);
         let connection = messaging::connect(settings, "client").await?;
+        topology.declare(&connection).await?;
         let publisher = Publisher::open(&connection, &topology).await?;
-        topology.declare(publisher.channel()).await?;
         Ok(Self {
             connection,
             publisher,

@@ -200,20 +200,21 @@ pub struct DirectTarget {
 }
 
 impl WireEvent {
-    /// Wraps a payload in a new envelope, caused by the event with trace context `cause`.
-    pub fn new<P: EventPayload>(source: &str, payload: &P, cause: Option<&TraceParent>) -> Self {
-        Self::sealed(Envelope::wrap(source, payload), P::TYPE, cause)
+    /// Wraps a payload in a new envelope carrying `trace`: the trace context of the hop that
+    /// sends it (see [`crate::telemetry::otel::continue_trace`]), or a new trace when `None`.
+    pub fn new<P: EventPayload>(source: &str, payload: &P, trace: Option<&TraceParent>) -> Self {
+        Self::sealed(Envelope::wrap(source, payload), P::TYPE, trace)
     }
 
-    /// Wraps a decoded payload of any type in a new envelope, caused by `cause`.
-    pub fn of(source: &str, payload: &Payload, cause: Option<&TraceParent>) -> Self {
+    /// Wraps a decoded payload of any type in a new envelope carrying `trace`.
+    pub fn of(source: &str, payload: &Payload, trace: Option<&TraceParent>) -> Self {
         let event_type = payload.event_type();
         let envelope = Envelope::around(source, event_type, payload.order_id(), payload.to_data());
-        Self::sealed(envelope, event_type, cause)
+        Self::sealed(envelope, event_type, trace)
     }
 
-    fn sealed(envelope: Envelope, event_type: EventType, cause: Option<&TraceParent>) -> Self {
-        let trace = cause.map_or_else(TraceParent::new_root, TraceParent::child);
+    fn sealed(envelope: Envelope, event_type: EventType, trace: Option<&TraceParent>) -> Self {
+        let trace = trace.copied().unwrap_or_else(TraceParent::new_root);
         Self {
             event_id: envelope.id.clone(),
             order_id: envelope.subject.clone(),
@@ -285,9 +286,24 @@ impl TraceParent {
         (trace_id != 0 && span_id != 0).then_some(Self { trace_id, span_id })
     }
 
+    /// A trace context from its ids; `None` if either is zero (W3C forbids it).
+    pub fn from_ids(trace_id: u128, span_id: u64) -> Option<Self> {
+        (trace_id != 0 && span_id != 0).then_some(Self { trace_id, span_id })
+    }
+
     /// The trace id as 32 hex digits.
     pub fn trace_id(&self) -> String {
         format!("{:032x}", self.trace_id)
+    }
+
+    /// The trace id as a number.
+    pub fn trace_id_u128(&self) -> u128 {
+        self.trace_id
+    }
+
+    /// The id of the span that sent the message, as a number.
+    pub fn span_id_u64(&self) -> u64 {
+        self.span_id
     }
 }
 

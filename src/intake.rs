@@ -37,6 +37,7 @@ use crate::review::api::{ApiError, ApiState, Caller};
 use crate::review::extract::ApiJson;
 use crate::review::link::BrokerLink;
 use crate::review::{Person, ReviewError};
+use tracing::Instrument;
 
 /// The role a caller needs to publish into the pipeline.
 pub const INTAKE_ROLE: &str = "intake";
@@ -285,13 +286,17 @@ async fn accepted<P: EventPayload>(
     payloads: &[P],
     trace: Option<TraceParent>,
 ) -> Result<impl IntoResponse + use<P>, ApiError> {
+    // One span for the request, the child of the caller's when it sent a trace.
+    let span = tracing::info_span!("intake", events = payloads.len());
+    let hop = crate::telemetry::otel::continue_trace(&span, trace.as_ref());
     let events = state
         .intake
-        .encode(payloads, trace.as_ref())
+        .encode(payloads, Some(&hop))
         .map_err(|e| ApiError::TooLarge(e.to_string()))?;
     let accepted = state
         .intake
         .publish(events)
+        .instrument(span)
         .await
         .map_err(ApiError::Unavailable)?;
     let body = serde_json::json!({ "accepted": accepted });

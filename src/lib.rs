@@ -25,21 +25,25 @@
 //! - [`seed`]: loading reference data from a file.
 //! - [`erasure`]: erasing a customer's personal data while the financial records stay.
 //! - [`contract`]: JSON Schemas of every event payload, generated from the types.
+//! - [`demo`]: the sample traffic of `fulfilment demo`.
 //! - [`bench`]: `fulfilment bench`, the pipeline's throughput and latency against the broker's
 //!   own ceiling.
-//! - [`settings`]: layered configuration. [`telemetry`]: logging. [`metrics`]: Prometheus
-//!   metrics of the process. [`cli`]: the command line.
+//! - [`settings`]: layered configuration. [`telemetry`]: logging and traces. [`metrics`]:
+//!   Prometheus metrics of the process. [`health`]: liveness and readiness. [`cli`]: the
+//!   command line.
 
 pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod contract;
 pub mod db;
+pub mod demo;
 pub mod digest;
 pub mod domain;
 pub mod envelope;
 pub mod erasure;
 pub mod export;
+pub mod health;
 pub mod intake;
 pub mod messaging;
 pub mod metrics;

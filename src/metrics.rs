@@ -146,22 +146,26 @@ fn describe() {
     );
 }
 
-/// Serves this process's metrics at `GET /metrics` on `listener` until `shutdown` is
-/// cancelled: for processes that do not serve the API (`run --no-api`).
+/// Serves this process's metrics at `GET /metrics`, and its health at `/health/live` and
+/// `/health/ready`, on `listener` until `shutdown` is cancelled, without authentication: for
+/// every process, the API's or not (`metrics.listen`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    health: crate::health::Health,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     use axum::http::header;
     install();
-    tracing::info!(address = %listener.local_addr()?, "metrics listening");
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(|| async {
-            let content_type = "text/plain; version=0.0.4; charset=utf-8";
-            ([(header::CONTENT_TYPE, content_type)], render())
-        }),
-    );
+    tracing::info!(address = %listener.local_addr()?, "metrics and health listening");
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(|| async {
+                let content_type = "text/plain; version=0.0.4; charset=utf-8";
+                ([(header::CONTENT_TYPE, content_type)], render())
+            }),
+        )
+        .merge(crate::health::routes(health));
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;

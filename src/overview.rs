@@ -75,12 +75,12 @@ pub async fn queue_counts(
 
 /// Counts the queues over a connection of its own, for the command line.
 pub async fn queue_counts_connecting(amqp: &AmqpSettings) -> anyhow::Result<Vec<QueueCounts>> {
-    let topology = Topology::new(&amqp.namespace);
+    let topology = Topology::of(amqp);
     let connection = messaging::connect(amqp, "overview").await?;
-    let channel = connection.create_channel().await?;
     // Declaring is idempotent; it spares a namespace no process has run in yet from looking up
     // queues that do not exist.
-    topology.declare(&channel).await?;
+    topology.declare(&connection).await?;
+    let channel = connection.create_channel().await?;
     let counts = queue_counts(&channel, &topology).await;
     let _ = messaging::close_channel(&channel).await;
     let _ = connection.close(200, "done".into()).await;
@@ -103,7 +103,7 @@ impl fmt::Display for Overview {
             writeln!(f, "  none")?;
         }
         for s in &self.orders {
-            let done = ["completed", "cancelled"].contains(&s.state.as_str());
+            let done = ["completed", "cancelled", "closed"].contains(&s.state.as_str());
             let oldest = match done {
                 true => String::new(),
                 false => format!("  oldest waiting {}", age(s.oldest_since)),

@@ -19,6 +19,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::StageName;
+use crate::health::PipelineHealth;
 use crate::messaging::{self, InboundStream, Publisher, Topology};
 use crate::settings::Settings;
 use crate::worker::{FailurePolicy, Faults, Pools, Worker, WorkerError};
@@ -56,6 +57,7 @@ pub struct Pipeline {
     shutdown: CancellationToken,
     supervisor: JoinHandle<()>,
     restarts: Arc<AtomicU64>,
+    health: PipelineHealth,
 }
 
 /// The tasks running on one broker connection.
@@ -74,21 +76,30 @@ impl Pipeline {
         options: PipelineOptions,
     ) -> anyhow::Result<Self> {
         let first = Generation::start(settings, &pool, &options).await?;
+        let health = PipelineHealth::default();
+        first.report(&health);
         let shutdown = CancellationToken::new();
         let restarts = Arc::new(AtomicU64::new(0));
-        let supervisor = tokio::spawn(supervise(
-            first,
-            settings.clone(),
+        let supervision = Supervision {
+            settings: settings.clone(),
             pool,
             options,
-            shutdown.clone(),
-            restarts.clone(),
-        ));
+            shutdown: shutdown.clone(),
+            restarts: restarts.clone(),
+            health: health.clone(),
+        };
+        let supervisor = tokio::spawn(supervision.run(first));
         Ok(Self {
             shutdown,
             supervisor,
             restarts,
+            health,
         })
+    }
+
+    /// The pipeline's part of this process's readiness.
+    pub fn health(&self) -> PipelineHealth {
+        self.health.clone()
     }
 
     /// How many times the tasks were restarted on a new connection.
@@ -116,56 +127,66 @@ impl Pipeline {
     }
 }
 
-/// Runs generations until shutdown, replacing a failed one with a new connection.
-async fn supervise(
-    mut current: Generation,
+/// What the supervisor of a pipeline works with.
+struct Supervision {
     settings: Settings,
     pool: PgPool,
     options: PipelineOptions,
     shutdown: CancellationToken,
     restarts: Arc<AtomicU64>,
-) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => {
-                current.stop().await;
-                return;
-            }
-            (task, result) = current.next_exit() => {
-                let error = result.err().map_or_else(|| "stopped".to_owned(), |e| format!("{e:#}"));
-                tracing::warn!(%task, %error, "a pipeline task ended; restarting on a new connection");
-            }
-        }
-        current.stop().await;
-        restarts.fetch_add(1, Ordering::Relaxed);
-        match reconnect(&settings, &pool, &options, &shutdown).await {
-            Some(next) => current = next,
-            None => return,
-        }
-    }
+    health: PipelineHealth,
 }
 
-/// Starts a new generation, backing off between attempts. `None` on shutdown.
-async fn reconnect(
-    settings: &Settings,
-    pool: &PgPool,
-    options: &PipelineOptions,
-    shutdown: &CancellationToken,
-) -> Option<Generation> {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        match Generation::start(settings, pool, options).await {
-            Ok(generation) => {
-                tracing::info!("reconnected to the broker; pipeline resumed");
-                return Some(generation);
+impl Supervision {
+    /// Runs generations until shutdown, replacing a failed one with a new connection.
+    async fn run(self, mut current: Generation) {
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => {
+                    current.stop().await;
+                    self.health.stopped();
+                    return;
+                }
+                (task, result) = current.next_exit() => {
+                    let error = result.err().map_or_else(|| "stopped".to_owned(), |e| format!("{e:#}"));
+                    tracing::warn!(%task, %error, "a pipeline task ended; restarting on a new connection");
+                    self.health.restarting(format!("{task} ended: {error}"));
+                }
             }
-            Err(error) => {
-                tracing::warn!(error = %format!("{error:#}"), ?backoff, "reconnecting to the broker failed");
-                backoff = (backoff * 2).min(RECONNECT_BACKOFF_CAP);
+            current.stop().await;
+            self.restarts.fetch_add(1, Ordering::Relaxed);
+            match self.reconnect().await {
+                Some(next) => {
+                    next.report(&self.health);
+                    current = next;
+                }
+                None => {
+                    self.health.stopped();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Starts a new generation, backing off between attempts. `None` on shutdown.
+    async fn reconnect(&self) -> Option<Generation> {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            match Generation::start(&self.settings, &self.pool, &self.options).await {
+                Ok(generation) => {
+                    tracing::info!("reconnected to the broker; pipeline resumed");
+                    return Some(generation);
+                }
+                Err(error) => {
+                    let error = format!("{error:#}");
+                    tracing::warn!(%error, ?backoff, "reconnecting to the broker failed");
+                    self.health.restarting(error);
+                    backoff = (backoff * 2).min(RECONNECT_BACKOFF_CAP);
+                }
             }
         }
     }
@@ -204,11 +225,9 @@ impl Generation {
         pool: &PgPool,
         options: &PipelineOptions,
     ) -> anyhow::Result<Self> {
-        let topology = Topology::new(&settings.amqp.namespace);
+        let topology = Topology::of(&settings.amqp);
         let connection = messaging::connect(&settings.amqp, "pipeline").await?;
-        let channel = connection.create_channel().await?;
-        topology.declare(&channel).await?;
-        channel.close(200, "declared".into()).await?;
+        topology.declare(&connection).await?;
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let pools = Pools::new(pool.clone());
@@ -248,6 +267,11 @@ impl Generation {
             stop,
             tasks,
         })
+    }
+
+    /// Tells `health` this generation runs.
+    fn report(&self, health: &PipelineHealth) {
+        health.running(self.connection.status().clone(), self.tasks.len());
     }
 
     /// The first task to end (an error, or a task that stopped without being told to).

@@ -69,6 +69,9 @@ fn timer_event(timer: &DueTimer) -> Option<WireEvent> {
         .as_deref()
         .and_then(crate::envelope::TraceParent::parse);
     let order_id = OrderId::parse(timer.order_id.clone()).ok()?;
+    let span = tracing::info_span!("timer", kind = %timer.kind, order_id = %order_id);
+    let hop = crate::telemetry::otel::continue_trace(&span, trace.as_ref());
+    let trace = Some(hop);
     if timer.kind == TimerKind::AcceptanceDue.as_str() {
         let due = AcceptanceDue {
             order_id,

@@ -62,18 +62,25 @@ pub fn read(path: &Path) -> Result<Catalogue, SeedError> {
         path: shown.clone(),
         source,
     })?;
-    let parsed = match path.extension().is_some_and(|e| e == "toml") {
-        true => parse_toml(&text),
-        false => parse_json(&text),
+    let toml = path.extension().is_some_and(|e| e == "toml");
+    parse(&text, &shown, toml)
+}
+
+/// Parses and checks reference data given as text (TOML if `toml`, else JSON); `shown` names
+/// it in errors.
+pub fn parse(text: &str, shown: &str, toml: bool) -> Result<Catalogue, SeedError> {
+    let parsed = match toml {
+        true => parse_toml(text),
+        false => parse_json(text),
     };
     let catalogue: Catalogue = parsed.map_err(|problem| SeedError::Malformed {
-        path: shown.clone(),
+        path: shown.to_owned(),
         problem,
     })?;
     catalogue
         .validate()
         .map_err(|invalid| SeedError::InvalidFile {
-            path: shown,
+            path: shown.to_owned(),
             invalid,
         })?;
     Ok(catalogue)

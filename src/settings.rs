@@ -72,6 +72,8 @@ pub struct Settings {
     pub review: ReviewSettings,
     /// Logging.
     pub log: LogSettings,
+    /// Trace export.
+    pub telemetry: TelemetrySettings,
     /// This process's metrics.
     pub metrics: MetricsSettings,
 }
@@ -104,6 +106,9 @@ pub struct AmqpSettings {
     pub consumers: StageConsumers,
     /// Messages larger than this go to review unparsed.
     pub max_message_bytes: usize,
+    /// Most `review.case_opened` notices the review queue keeps; beyond it the oldest are
+    /// dropped (every case is in the database).
+    pub review_queue_max_length: u32,
 }
 
 /// The configuration keys of [`StageConsumers`], in the order of [`StageName::ALL`].
@@ -302,6 +307,30 @@ pub struct LogSettings {
     pub format: LogFormat,
 }
 
+/// Trace export settings (`[telemetry]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// The OTLP/HTTP collector's base URL, such as `http://127.0.0.1:4318`; traces go to
+    /// `<endpoint>/v1/traces`. Empty: no traces are exported.
+    pub otlp_endpoint: String,
+    /// How spans are encoded.
+    pub otlp_protocol: OtlpProtocol,
+    /// The `service.name` spans carry.
+    pub service_name: String,
+}
+
+/// The OTLP/HTTP encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum OtlpProtocol {
+    /// Protobuf, the OTLP default.
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    /// JSON.
+    #[serde(rename = "http/json")]
+    HttpJson,
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -412,6 +441,12 @@ impl Settings {
         if self.amqp.batch_size == 0 {
             return invalid("amqp.batch_size", "a number of deliveries, at least 1");
         }
+        if self.amqp.review_queue_max_length == 0 {
+            return invalid(
+                "amqp.review_queue_max_length",
+                "a number of messages, at least 1",
+            );
+        }
         if self.retry.max_attempts == 0 {
             return invalid("retry.max_attempts", "a number of attempts, at least 1");
         }
@@ -459,6 +494,20 @@ impl Settings {
         }
         if !seller.is_empty() && seller.address.trim().is_empty() {
             return invalid("stages.seller.address", "the seller's postal address");
+        }
+        let endpoint = self.telemetry.otlp_endpoint.trim();
+        if !endpoint.is_empty() && url::Url::parse(endpoint).map_or(true, |u| u.scheme() != "http")
+        {
+            return invalid(
+                "telemetry.otlp_endpoint",
+                "empty, or a collector's http:// URL such as http://127.0.0.1:4318",
+            );
+        }
+        if self.telemetry.service_name.trim().is_empty() {
+            return invalid(
+                "telemetry.service_name",
+                "a service name such as fulfilment",
+            );
         }
         if self.review.listen.parse::<std::net::SocketAddr>().is_err() {
             return invalid("review.listen", "an address such as 127.0.0.1:8080");

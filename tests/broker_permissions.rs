@@ -115,7 +115,7 @@ impl World {
             .await
             .expect("connect broker");
         let channel = workers.create_channel().await.expect("channel");
-        topology.declare(&channel).await.expect("declare topology");
+        topology.declare(&workers).await.expect("declare topology");
         let tap = format!("{}.test-tap", amqp.namespace);
         topology
             .declare_queue(&channel, &tap, &["#"])

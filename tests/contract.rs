@@ -13,7 +13,7 @@ fn checked_in_schemas_match_the_types() {
         let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             checked_in == render(&payload_schema(event)),
-            "{path} differs from the types; run `cargo run -- schemas --out docs/schemas`"
+            "{path} differs from the types; run `cargo run -- schemas --out docs/schemas --asyncapi docs/asyncapi.yaml`"
         );
     }
     let files = std::fs::read_dir("docs/schemas").unwrap().count();
@@ -29,7 +29,7 @@ fn the_checked_in_asyncapi_document_matches_the_types() {
     let checked_in = std::fs::read_to_string("docs/asyncapi.yaml").unwrap_or_default();
     assert!(
         checked_in == fulfilment::contract::asyncapi_yaml("fulfilment"),
-        "docs/asyncapi.yaml differs from the types; run `cargo run -- schemas --out docs/schemas`"
+        "docs/asyncapi.yaml differs from the types; run `cargo run -- schemas --out docs/schemas --asyncapi docs/asyncapi.yaml`"
     );
 }
 

@@ -69,10 +69,10 @@ impl Workers {
         settings: &Settings,
         processes: usize,
     ) -> anyhow::Result<()> {
-        let topology = Topology::new(&settings.amqp.namespace);
+        let topology = Topology::of(&settings.amqp);
         let connection = messaging::connect(&settings.amqp, "bench/readiness").await?;
+        topology.declare(&connection).await?;
         let mut channel = connection.create_channel().await?;
-        topology.declare(&channel).await?;
         let started = Instant::now();
         loop {
             if let Some(exit) = self.exited()? {

@@ -4,6 +4,7 @@
 //! stage uses for a delivery.
 
 pub mod batch;
+pub mod demo;
 pub mod documents;
 pub mod erasure;
 pub mod inbox;

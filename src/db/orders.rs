@@ -53,6 +53,19 @@ pub async fn traceparent(
         .and_then(crate::envelope::TraceParent::parse))
 }
 
+/// An order's revenue recognised so far (net, after reversals) and the cash paid for it, in
+/// minor units, from its ledger.
+pub async fn money_so_far(conn: &mut PgConnection, order_id: &str) -> sqlx::Result<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT coalesce(sum(credit_minor - debit_minor) FILTER (WHERE account = 'revenue'), 0)::bigint,
+                coalesce(sum(debit_minor - credit_minor) FILTER (WHERE account = 'cash'), 0)::bigint
+         FROM ledger_entries WHERE order_id = $1",
+    )
+    .bind(order_id)
+    .fetch_one(conn)
+    .await
+}
+
 /// Counts orders in each state, for status reports and tests.
 pub async fn count_by_state(conn: &mut PgConnection) -> sqlx::Result<Vec<(String, i64)>> {
     sqlx::query_as("SELECT state, count(*) FROM orders GROUP BY state ORDER BY state")

@@ -29,3 +29,19 @@ pub async fn timeline(conn: &mut PgConnection, order_id: &str) -> sqlx::Result<V
     .fetch_all(conn)
     .await
 }
+
+/// The reason of the order's latest stage record, when that record is a refusal (a stage kept
+/// the order where it was and opened a review case); `None` when the latest record is anything
+/// else, or there is none.
+pub async fn latest_refusal(
+    conn: &mut PgConnection,
+    order_id: &str,
+) -> sqlx::Result<Option<String>> {
+    let latest: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT detail->>'refused' FROM stage_records WHERE order_id = $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(order_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(latest.flatten())
+}

@@ -27,7 +27,7 @@ pub struct CaseRow {
     pub detail: String,
     /// The role with authority to resolve it.
     pub required_role: String,
-    /// open, retried, amended, cancelled or closed.
+    /// open, retried, amended, cancelled, closed or superseded.
     pub status: String,
     /// When it was opened (UTC).
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -231,4 +231,29 @@ mod tests {
         };
         assert!(widest.check().is_ok());
     }
+}
+
+/// An order's open review case, as `fulfilment status` lists it.
+#[derive(Debug, serde::Serialize, sqlx::FromRow)]
+pub struct OpenCase {
+    /// The case.
+    pub id: i64,
+    /// Why it was opened.
+    pub reason: String,
+    /// Who may resolve it.
+    pub required_role: String,
+}
+
+/// The order's open cases, oldest first.
+pub async fn open_for_order(
+    conn: &mut PgConnection,
+    order_id: &str,
+) -> sqlx::Result<Vec<OpenCase>> {
+    sqlx::query_as(
+        "SELECT id, reason, required_role FROM review_cases
+         WHERE order_id = $1 AND status = 'open' ORDER BY id",
+    )
+    .bind(order_id)
+    .fetch_all(conn)
+    .await
 }

@@ -26,11 +26,16 @@ pub enum OrderState {
     /// Cancelled by a person resolving a review case; what was done has been compensated.
     /// Last in order, so every stage treats later events for the order as already done.
     Cancelled,
+    /// Closed by a person: the review case that held the order was resolved outside the
+    /// pipeline, which does no more for it (nothing is compensated; cancel does that). After
+    /// `cancelled`, so stages treat later events as already done, and an order can still be
+    /// cancelled from here.
+    Closed,
 }
 
 impl OrderState {
     /// Every state, in pipeline order.
-    pub const ALL: [OrderState; 8] = [
+    pub const ALL: [OrderState; 9] = [
         OrderState::Placed,
         OrderState::Verified,
         OrderState::Prepared,
@@ -39,6 +44,7 @@ impl OrderState {
         OrderState::Confirmed,
         OrderState::Completed,
         OrderState::Cancelled,
+        OrderState::Closed,
     ];
 
     /// The state's name as stored and printed.
@@ -52,6 +58,7 @@ impl OrderState {
             OrderState::Confirmed => "confirmed",
             OrderState::Completed => "completed",
             OrderState::Cancelled => "cancelled",
+            OrderState::Closed => "closed",
         }
     }
 
@@ -60,11 +67,26 @@ impl OrderState {
         self < OrderState::HandedOver
     }
 
-    /// Whether an order may move from `self` to `to`: one step forward along the pipeline, or
-    /// to `cancelled` from any state but `cancelled`.
+    /// Whether the pipeline has finished with the order: completed, or ended by a person.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            OrderState::Completed | OrderState::Cancelled | OrderState::Closed
+        )
+    }
+
+    /// Whether a person ended the order (cancelled or closed): stages do no more for it.
+    pub fn is_ended(self) -> bool {
+        matches!(self, OrderState::Cancelled | OrderState::Closed)
+    }
+
+    /// Whether an order may move from `self` to `to`: one step forward along the pipeline, to
+    /// `cancelled` from any state but `cancelled`, or to `closed` from any state not final.
     pub fn can_move_to(self, to: OrderState) -> bool {
-        if to == OrderState::Cancelled {
-            return self != OrderState::Cancelled;
+        match to {
+            OrderState::Cancelled => return self != OrderState::Cancelled,
+            OrderState::Closed => return !self.is_final(),
+            _ => {}
         }
         let (from, to) = (self as usize, to as usize);
         to == from + 1 && to < OrderState::Cancelled as usize
@@ -106,6 +128,10 @@ mod tests {
         assert!(!Completed.can_move_to(Completed));
         assert!(Prepared.can_move_to(Cancelled) && Completed.can_move_to(Cancelled));
         assert!(!Cancelled.can_move_to(Cancelled));
+        assert!(Placed.can_move_to(Closed) && HandedOver.can_move_to(Closed));
+        assert!(!Completed.can_move_to(Closed) && !Cancelled.can_move_to(Closed));
+        assert!(Closed.can_move_to(Cancelled) && !Closed.can_move_to(Closed));
+        assert!(!Cancelled.can_move_to(Closed));
     }
 
     #[test]

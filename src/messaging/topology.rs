@@ -6,17 +6,49 @@ use lapin::options::{
     QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 
 use crate::domain::StageName;
+use crate::settings::AmqpSettings;
+
+/// The arguments of a quorum queue.
+fn quorum() -> FieldTable {
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    arguments
+}
+
+/// Whether the broker refused a declaration because the queue exists with other arguments.
+fn is_precondition_failed(error: &anyhow::Error) -> bool {
+    use lapin::ErrorKind;
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    error.chain().any(|cause| {
+        let Some(lapin) = cause.downcast_ref::<lapin::Error>() else {
+            return false;
+        };
+        matches!(lapin.kind(), ErrorKind::ProtocolError(e)
+            if matches!(e.kind(), AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)))
+    })
+}
 
 /// The routing-key pattern the review queue is bound with.
 pub const REVIEW_BINDING: &str = "review.#";
+
+/// Most `review.case_opened` notices the review queue keeps by default (see
+/// [`Topology::with_review_bound`]).
+pub const DEFAULT_REVIEW_QUEUE_MAX_LENGTH: u32 = 10_000;
 
 /// The names of everything the pipeline declares on the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     namespace: String,
+    /// Most notices the review queue keeps: the oldest are dropped beyond it. Every case is in
+    /// the database; the queue is a feed for tools that watch it, and must not grow without
+    /// bound when nothing does.
+    review_max_length: u32,
 }
 
 impl Topology {
@@ -24,7 +56,19 @@ impl Topology {
     pub fn new(namespace: impl Into<String>) -> Self {
         Self {
             namespace: namespace.into(),
+            review_max_length: DEFAULT_REVIEW_QUEUE_MAX_LENGTH,
         }
+    }
+
+    /// The topology the settings describe: their namespace and review queue bound.
+    pub fn of(amqp: &AmqpSettings) -> Self {
+        Self::new(&amqp.namespace).with_review_bound(amqp.review_queue_max_length)
+    }
+
+    /// The same topology with the review queue keeping at most `max_length` notices.
+    pub fn with_review_bound(mut self, max_length: u32) -> Self {
+        self.review_max_length = max_length;
+        self
     }
 
     /// The durable topic exchange every event is published to.
@@ -48,9 +92,44 @@ impl Topology {
         format!("{}.review", self.namespace)
     }
 
-    /// Declares the exchange, every stage queue with its bindings, and the review queue.
-    /// Safe to call any number of times, from any number of processes.
-    pub async fn declare(&self, channel: &Channel) -> anyhow::Result<()> {
+    /// Declares the exchange, every stage queue with its bindings, and the review queue, on
+    /// channels of its own. Safe to call any number of times, from any number of processes.
+    pub async fn declare(&self, connection: &Connection) -> anyhow::Result<()> {
+        let channel = connection.create_channel().await?;
+        self.declare_stages(&channel).await?;
+        super::close_channel(&channel).await?;
+        let channel = connection.create_channel().await?;
+        match self.declare_review_queue(&channel).await {
+            Err(error) if is_precondition_failed(&error) => {
+                tracing::warn!(
+                    queue = %self.review_queue(),
+                    "the review queue exists without its bound (declared by an older version): \
+                     delete it to apply the bound (its messages are notices; every case is in \
+                     the database)"
+                );
+                Ok(())
+            }
+            Err(error) => Err(error),
+            Ok(()) => super::close_channel(&channel).await,
+        }
+    }
+
+    /// Declares the review queue: a quorum queue keeping the newest notices.
+    async fn declare_review_queue(&self, channel: &Channel) -> anyhow::Result<()> {
+        let mut arguments = quorum();
+        arguments.insert(
+            "x-max-length".into(),
+            AMQPValue::LongLongInt(i64::from(self.review_max_length)),
+        );
+        arguments.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("drop-head".into()),
+        );
+        self.declare_queue_with(channel, &self.review_queue(), &[REVIEW_BINDING], arguments)
+            .await
+    }
+
+    async fn declare_stages(&self, channel: &Channel) -> anyhow::Result<()> {
         let exchange = self.exchange();
         channel
             .exchange_declare(
@@ -74,8 +153,7 @@ impl Topology {
                 .await?;
             self.declare_retry_queue(channel, stage).await?;
         }
-        self.declare_queue(channel, &self.review_queue(), &[REVIEW_BINDING])
-            .await
+        Ok(())
     }
 
     /// Declares a durable quorum queue bound to the exchange with `keys`.
@@ -85,11 +163,17 @@ impl Topology {
         queue: &str,
         keys: &[&str],
     ) -> anyhow::Result<()> {
-        let mut arguments = FieldTable::default();
-        arguments.insert(
-            "x-queue-type".into(),
-            AMQPValue::LongString("quorum".into()),
-        );
+        self.declare_queue_with(channel, queue, keys, quorum())
+            .await
+    }
+
+    async fn declare_queue_with(
+        &self,
+        channel: &Channel,
+        queue: &str,
+        keys: &[&str],
+        arguments: FieldTable,
+    ) -> anyhow::Result<()> {
         channel
             .queue_declare(
                 queue.into(),

@@ -1,9 +1,11 @@
-//! The review desk over HTTP. Every route but `/health` needs `Authorization: Bearer TOKEN` of a
-//! configured person: 401 without a valid token, 403 without the authority a case needs.
+//! The review desk over HTTP. Every route but the health checks needs `Authorization: Bearer
+//! TOKEN` of a configured person: 401 without a valid token, 403 without the authority a case
+//! needs.
 //!
 //! | method | path | body | |
 //! |---|---|---|---|
-//! | GET | `/health` | | `ok` |
+//! | GET | `/health/live` (and `/health`) | | 200 while the process answers |
+//! | GET | `/health/ready` | | 200 when ready, 503 naming what is not (see [`crate::health`]) |
 //! | GET | `/overview` | | orders by state, open cases, backlogs, queues (see [`crate::overview`]) |
 //! | GET | `/metrics` | | the same as Prometheus gauges |
 //! | GET | `/cases?status=&reason=&stage=&role=&older_than_secs=&limit=` | | cases, oldest first |
@@ -37,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::review::{CaseFilter, MAX_LIST_LIMIT, MAX_OLDER_THAN_SECS};
 use crate::domain::text::{self, Problem, TextError};
+use crate::health::{Health, PipelineHealth};
 use crate::intake::Intake;
 use crate::settings::AmqpSettings;
 
@@ -57,6 +60,8 @@ pub struct ApiState {
     /// The largest message the broker takes from the pipeline (`amqp.max_message_bytes`): also
     /// the largest request body, since what is sent becomes a message.
     pub max_message_bytes: usize,
+    /// The process's readiness, served at `/health/ready`.
+    pub health: Health,
 }
 
 impl ApiState {
@@ -74,17 +79,24 @@ impl ApiState {
         Self {
             desk,
             people: Arc::new(people),
+            health: Health::new(pool.clone(), None),
             pool,
             intake,
             max_message_bytes: amqp.max_message_bytes,
         }
+    }
+
+    /// The same state, with the pipeline running in this process part of its readiness.
+    pub fn with_pipeline(mut self, pipeline: PipelineHealth) -> Self {
+        self.health = Health::new(self.pool.clone(), Some(pipeline));
+        self
     }
 }
 
 /// The routes.
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route("/health", get(|| async { "ok" }))
+        .merge(crate::health::routes(state.health.clone()))
         .route("/overview", get(overview))
         .route("/metrics", get(metrics))
         .route("/cases", get(list))
@@ -106,6 +118,23 @@ async fn no_such_route() -> ApiError {
 async fn method_not_allowed() -> ApiError {
     let message = "the route does not take this method";
     ApiError::Rejected(StatusCode::METHOD_NOT_ALLOWED, message.into())
+}
+
+/// Listens on `address` so that several processes on one host may serve the API there at once
+/// (`SO_REUSEPORT`: the kernel shares connections between them). The API keeps nothing in a
+/// process, so any of them answers any request alike.
+pub fn bind(address: &str) -> std::io::Result<TcpListener> {
+    let address: std::net::SocketAddr = address
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let socket = match address {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(address)?;
+    socket.listen(1024)
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled.

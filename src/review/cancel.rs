@@ -96,11 +96,11 @@ pub async fn cancel(
         writes.add(&id, &message_id, None, effect, &view);
         view.apply(effect, &message_id, &mut refs);
     }
-    let trace = crate::db::orders::traceparent(conn, &id).await?;
+    let trace = super::desk::order_trace(conn, &id, case.id).await?;
     writes.outbox = plan
         .emit
         .iter()
-        .map(|payload| WireEvent::of(super::desk::SOURCE, payload, trace.as_ref()))
+        .map(|payload| WireEvent::of(super::desk::SOURCE, payload, Some(&trace)))
         .collect();
     batch::lock_stock(conn, &writes.stock_skus()).await?;
     let written = batch::write(conn, "review", &writes).await?;

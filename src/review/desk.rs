@@ -296,7 +296,7 @@ impl ReviewDesk {
                 let order_id = order_of(&case)?;
                 super::cancel::cancel(&mut tx, &case, &order_id, note).await?
             }
-            Resolution::Close => (serde_json::json!({}), Vec::new()),
+            Resolution::Close => (super::close::close(&mut tx, &case).await?, Vec::new()),
         };
         db::review::record_action(&mut tx, id, resolution.action(), &person.name, note, detail)
             .await?;
@@ -409,12 +409,27 @@ async fn amend(
         order_id: order_id.clone(),
         order: order.clone(),
     };
-    let trace = db::orders::traceparent(conn, order_id.as_str()).await?;
-    let event = WireEvent::new(SOURCE, &amended, trace.as_ref());
+    let trace = order_trace(conn, order_id.as_str(), case.id).await?;
+    let event = WireEvent::new(SOURCE, &amended, Some(&trace));
     let id = db::outbox::insert(conn, &event).await?;
     Ok((
         serde_json::json!({ "version": order.version }),
         vec![(id, event)],
+    ))
+}
+
+/// The trace context of a review decision about an order: a span of its own in the order's
+/// trace, so that what the decision publishes continues the order's trace.
+pub async fn order_trace(
+    conn: &mut PgConnection,
+    order_id: &str,
+    case_id: i64,
+) -> sqlx::Result<crate::envelope::TraceParent> {
+    let trace = db::orders::traceparent(conn, order_id).await?;
+    let span = tracing::info_span!("review", case_id, order_id = %order_id);
+    Ok(crate::telemetry::otel::continue_trace(
+        &span,
+        trace.as_ref(),
     ))
 }
 

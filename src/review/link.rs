@@ -28,7 +28,7 @@ impl BrokerLink {
     pub fn new(settings: &AmqpSettings) -> Self {
         Self {
             settings: settings.clone(),
-            topology: Topology::new(&settings.namespace),
+            topology: Topology::of(settings),
             open: Mutex::new(None),
         }
     }
@@ -43,10 +43,10 @@ impl BrokerLink {
             tracing::info!("review desk reconnecting to the broker");
         }
         let connection = messaging::connect(&self.settings, "review").await?;
-        let publisher = Publisher::open(&connection, &self.topology).await?;
         // Declaring is idempotent; it keeps what is published routable even if no worker has
         // ever started.
-        self.topology.declare(publisher.channel()).await?;
+        self.topology.declare(&connection).await?;
+        let publisher = Publisher::open(&connection, &self.topology).await?;
         *open = Some(Open {
             connection,
             publisher: publisher.clone(),

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod cancel;
+pub mod close;
 pub mod desk;
 pub mod extract;
 pub mod link;

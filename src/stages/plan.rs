@@ -94,6 +94,12 @@ pub enum Effect {
     Post(Posting),
     /// A payment recorded.
     RecordPayment(Payment),
+    /// The order's open review cases about an earlier version (refusals by verify or prepare)
+    /// settled, because the order was amended to `version`.
+    SupersedeCases {
+        /// The amended version.
+        version: u32,
+    },
 }
 
 /// A document as issued.

@@ -164,7 +164,7 @@ fn order_for<'v>(
         }
         _ => {}
     }
-    if current.state == OrderState::Cancelled {
+    if current.state.is_ended() {
         return Err(Plan::already_done());
     }
     if current.state < needs {

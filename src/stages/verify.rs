@@ -145,7 +145,9 @@ impl Verify {
         let (release, released) = super::prepare::release_goods(stored, view, Undone::Amended, now);
         let (reverse, reversed) =
             super::revenue::reverse_recognised(stored, view, Undone::Amended, now);
-        let mut plan = plan;
+        let mut plan = plan.with(Effect::SupersedeCases {
+            version: amended.version,
+        });
         plan.effects.extend(release);
         plan.effects.push(Effect::VoidDocuments);
         plan.effects.extend(reverse);
@@ -617,6 +619,7 @@ mod tests {
         let plan = stage().decide(&input(&payload), &view, &catalogue());
         assert_eq!(outcome_name(&plan), "advanced");
         for effect in [
+            Effect::SupersedeCases { version: 2 },
             Effect::ReleaseStock,
             Effect::VoidDocuments,
             Effect::ReverseRecognitions,

@@ -156,7 +156,7 @@ impl OrderView {
                 let order_id = order_id.unwrap_or_default().to_owned();
                 refs.note_payment(&payment.reference, &order_id, payment.amount_minor);
             }
-            Effect::KeepVersion(_) => {}
+            Effect::KeepVersion(_) | Effect::SupersedeCases { .. } => {}
         }
     }
 }

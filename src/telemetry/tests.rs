@@ -32,7 +32,13 @@ impl io::Write for Capture {
 fn captured(format: LogFormat, ansi: bool, log: impl FnOnce()) -> String {
     let capture = Capture::default();
     let writer = capture.clone();
-    let dispatch = subscriber(EnvFilter::new("info"), format, ansi, move || writer.clone());
+    let dispatch = subscriber(
+        EnvFilter::new("info"),
+        format,
+        ansi,
+        move || writer.clone(),
+        None,
+    );
     tracing::dispatcher::with_default(&dispatch, log);
     let bytes = capture.0.lock().unwrap().clone();
     String::from_utf8(bytes).unwrap()

@@ -279,10 +279,7 @@ impl Transaction<'_> {
         writes
             .inbox
             .push((delivery.key.clone(), delivery.digest.clone()));
-        let trace = delivery
-            .trace
-            .unwrap_or_else(crate::envelope::TraceParent::new_root)
-            .to_string();
+        let trace = delivery.trace.to_string();
         for effect in &plan.effects {
             writes.add(&order_id, &delivery.key, Some(&trace), effect, view);
             view.apply(effect, &delivery.key, refs);
@@ -292,7 +289,7 @@ impl Transaction<'_> {
             slots.push(Slot::Event(WireEvent::of(
                 &source,
                 payload,
-                delivery.trace.as_ref(),
+                Some(&delivery.trace),
             )));
         }
         let outcome = match plan.outcome {
@@ -353,7 +350,7 @@ impl Transaction<'_> {
                         required_role: escalation.role.as_str().into(),
                     };
                     let payload = Payload::ReviewCaseOpened(opened);
-                    events.push(WireEvent::of(&source, &payload, delivery.trace.as_ref()));
+                    events.push(WireEvent::of(&source, &payload, Some(&delivery.trace)));
                     writes.cases.push(NewCase {
                         id,
                         order_id: delivery.order_id().map(|o| o.to_string()),

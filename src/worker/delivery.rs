@@ -22,8 +22,9 @@ pub struct Delivery {
     pub digest: Vec<u8>,
     /// The event, or why the message cannot be handled.
     pub event: Result<Event, Escalation>,
-    /// The trace context the message carried.
-    pub trace: Option<TraceParent>,
+    /// The trace context of this hop: the message's trace, with this delivery's span as the
+    /// parent of what it causes (see [`crate::telemetry::otel`]).
+    pub trace: TraceParent,
     /// The span the delivery is logged in.
     pub span: tracing::Span,
 }
@@ -56,7 +57,6 @@ impl Delivery {
                 .map_err(|error| poison(&error))
         };
         let key = message_key(&inbound, event.as_ref().ok(), &digest);
-        let trace = inbound.traceparent();
         let order = event
             .as_ref()
             .ok()
@@ -68,6 +68,7 @@ impl Delivery {
             message_id = %key,
             attempt = inbound.attempt(),
         );
+        let trace = crate::telemetry::otel::continue_trace(&span, inbound.traceparent().as_ref());
         Self {
             inbound,
             key,

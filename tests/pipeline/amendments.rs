@@ -103,3 +103,47 @@ async fn an_amendment_after_handover_is_refused_to_review() {
         .unwrap();
     assert_eq!(version, 1);
 }
+
+/// The statuses of every review case, oldest first.
+async fn case_statuses(env: &TestEnv) -> Vec<String> {
+    sqlx::query_scalar("SELECT status FROM review_cases ORDER BY id")
+        .fetch_all(&env.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amendment_supersedes_the_cases_of_the_version_it_replaces() {
+    let mut env = TestEnv::new().await;
+    env.start_pipeline(PipelineOptions {
+        stages: vec![StageName::Verify, StageName::Prepare],
+        ..PipelineOptions::default()
+    })
+    .await;
+    let teapot = json!({"sku": "TEAPOT-CLASSIC", "quantity": 1, "unit_price_minor": 2500});
+    let mug = json!({"sku": "MUG-BLUE", "quantity": 1, "unit_price_minor": 1250});
+    let v1 = order_with("AMEND-3", vec![teapot.clone()]);
+    env.submit(std::slice::from_ref(&v1)).await;
+    env.wait_cases(1).await;
+
+    // Version 2 still has the teapot: version 1's case is settled, version 2's is open.
+    let mut v2 = order_with("AMEND-3", vec![mug.clone(), teapot]);
+    v2.version = 2;
+    env.client.amend(&[v2]).await.unwrap();
+    env.wait_cases(2).await;
+    assert_eq!(case_statuses(&env).await, ["superseded", "open"]);
+    let (actor, note): (String, String) =
+        sqlx::query_as("SELECT actor, note FROM review_actions WHERE case_id = 1")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(actor, "pipeline");
+    assert!(note.contains("version 2"), "{note}");
+
+    // Version 3 is sellable: nothing is left open.
+    let mut v3 = order_with("AMEND-3", vec![mug]);
+    v3.version = 3;
+    env.client.amend(&[v3]).await.unwrap();
+    env.wait_state("AMEND-3", "prepared").await;
+    assert_eq!(case_statuses(&env).await, ["superseded", "superseded"]);
+}

@@ -278,3 +278,52 @@ async fn amend_verifies_again_cancel_compensates_and_close_records_why() {
     );
     assert!(tap.assert_all_match_the_contract() > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_a_case_that_holds_its_order_closes_the_order() {
+    let mut env = TestEnv::new().await;
+    env.start_pipeline(PipelineOptions::default()).await;
+    let (url, http) = desk(&mut env).await;
+
+    // A discontinued product: verify refuses the order, which waits in `placed`.
+    env.submit(&[order_with(
+        "HELD-1",
+        vec![json!({"sku": "TEAPOT-CLASSIC", "quantity": 1, "unit_price_minor": 2500})],
+    )])
+    .await;
+    let cases = env.wait_cases(1).await;
+    assert_eq!(cases[0].reason, "product_not_sellable");
+    assert_eq!(state(&env.pool, "HELD-1").await.as_deref(), Some("placed"));
+
+    let (status, body) = post(
+        &http,
+        format!("{url}/cases/1/close"),
+        SERVICE,
+        json!({"note": "customer ordered elsewhere"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(state(&env.pool, "HELD-1").await.as_deref(), Some("closed"));
+    let (stage, detail): (String, Value) = sqlx::query_as(
+        "SELECT state_after, detail FROM stage_records WHERE order_id = 'HELD-1'
+         ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(stage, "closed", "the timeline says so: {detail}");
+    assert_eq!(detail["case_id"], 1, "and which case closed it: {detail}");
+
+    // The overview counts it as closed, not as an order waiting in `placed`.
+    let overview = fulfilment::overview::take(&env.pool, Ok(Vec::new()))
+        .await
+        .unwrap();
+    let count = |name: &str| {
+        overview
+            .orders
+            .iter()
+            .find(|s| s.state == name)
+            .map_or(0, |s| s.orders)
+    };
+    assert_eq!((count("placed"), count("closed")), (0, 1), "{overview:?}");
+}

@@ -85,6 +85,7 @@ pub async fn write(conn: &mut PgConnection, stage: &str, w: &Writes) -> anyhow::
     revenue(&mut s, w);
     payments(&mut s, w);
     cases(&mut s, &stage_p, w);
+    superseded_cases(&mut s, w);
     let outbox = outbox(&mut s, w);
     if s.parts.is_empty() {
         return Ok(Written {
@@ -484,6 +485,29 @@ fn payments(s: &mut Statement, w: &Writes) {
     );
     s.part(sql);
     s.guard("paid", "payments", payments.len());
+}
+
+/// Settles the open cases that held an earlier version of an amended order. A case opened by
+/// this same statement is not among them (a statement's parts all see the database as it was
+/// before it), so a refusal of the new version stays open.
+fn superseded_cases(s: &mut Statement, w: &Writes) {
+    if w.supersede_cases.is_empty() {
+        return;
+    }
+    let sql = format!(
+        "superseded AS (UPDATE review_cases c SET status = 'superseded', resolved_at = now(),
+             updated_at = now()
+           FROM unnest({}::text[], {}::int[]) AS u(o, v)
+           WHERE c.order_id = u.o AND c.status = 'open' AND c.stage IN ('verify', 'prepare')
+             AND c.reason <> 'duplicate_order_id'
+           RETURNING c.id, u.v),
+         superseded_actions AS (INSERT INTO review_actions (case_id, action, actor, note)
+           SELECT id, 'superseded', 'pipeline', 'the order was amended to version ' || v
+           FROM superseded)",
+        s.column(&w.supersede_cases, |c| c.0.clone()),
+        s.column(&w.supersede_cases, |c| version(c.1)),
+    );
+    s.part(sql);
 }
 
 fn cases(s: &mut Statement, stage: &str, w: &Writes) {

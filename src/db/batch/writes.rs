@@ -94,6 +94,8 @@ pub struct Writes {
     pub payments: Vec<(String, Payment)>,
     /// Review cases.
     pub cases: Vec<NewCase>,
+    /// Orders whose open cases about earlier versions are superseded: order and new version.
+    pub supersede_cases: Vec<(String, u32)>,
 }
 
 /// One ledger row.
@@ -145,6 +147,7 @@ impl Writes {
             }
             Effect::Move(to) => self.order_row(&id, before).state = *to,
             Effect::KeepVersion(order) => self.versions.push(order.clone()),
+            Effect::SupersedeCases { version } => self.supersede_cases.push((id, *version)),
             Effect::Record {
                 state_after,
                 detail,
@@ -300,6 +303,7 @@ impl Writes {
             && self.reverse_recognitions.is_empty()
             && self.payments.is_empty()
             && self.versions.is_empty()
+            && self.supersede_cases.is_empty()
     }
 }
 
