@@ -38,6 +38,17 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// What `documents` can do besides writing an order's documents out.
+#[derive(Debug, Subcommand)]
+pub enum DocumentsCommand {
+    /// Issue again, as new numbers in the same series, the order's live documents that name no
+    /// seller (issued before `stages.seller` was configured); the old ones are voided.
+    Reissue {
+        /// The order.
+        order_id: String,
+    },
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -106,10 +117,17 @@ pub enum Command {
         /// A `.json` or `.toml` reference-data file.
         file: PathBuf,
     },
-    /// Write an order's documents (delivery note, packing list, invoice, service record) as PDF.
+    /// Write an order's documents (delivery note, packing list, invoice, service record, credit
+    /// note) as PDF; voided ones with a VOID mark.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Documents {
+        /// `reissue ORDER_ID`: issue again, naming the seller, the documents issued before it
+        /// was configured.
+        #[command(subcommand)]
+        action: Option<DocumentsCommand>,
         /// The order.
-        order_id: String,
+        #[arg(required = true)]
+        order_id: Option<String>,
         /// Directory to write into (created if missing).
         #[arg(long, default_value = ".")]
         out: PathBuf,
@@ -333,8 +351,30 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Documents { order_id, out } => {
+        Command::Documents {
+            action,
+            order_id,
+            out,
+        } => {
             let pool = prepare_database(&settings).await?;
+            if let Some(DocumentsCommand::Reissue { order_id }) = action {
+                let seller = settings.stages.seller.seller();
+                let requested = crate::reissue::Requested::default();
+                let reissued = crate::reissue::reissue(
+                    &pool,
+                    &order_id,
+                    seller,
+                    chrono::Utc::now(),
+                    &requested,
+                )
+                .await?;
+                let list: String = reissued
+                    .iter()
+                    .map(|r| format!("{} replaces {}\n", r.number, r.replaces))
+                    .collect();
+                return write_out(&list);
+            }
+            let order_id = order_id.context("documents needs an ORDER_ID")?;
             let written = export::documents(&pool, &order_id, &out).await?;
             let list: String = written
                 .iter()
@@ -442,7 +482,7 @@ fn health_address(settings: &Settings) -> String {
 /// The API's state: its desk, intake and people, over `pool`.
 fn api_state(settings: &Settings, pool: sqlx::PgPool) -> ApiState {
     let people = People::from_settings(&settings.review.people);
-    ApiState::new(&settings.amqp, pool, people)
+    ApiState::new(&settings.amqp, pool, people).with_seller(settings.stages.seller.seller())
 }
 
 async fn serve(settings: &Settings) -> anyhow::Result<()> {

@@ -50,6 +50,7 @@ pub mod metrics;
 pub mod overview;
 pub mod periodic;
 pub mod pipeline;
+pub mod reissue;
 pub mod relay;
 pub mod render;
 pub mod review;

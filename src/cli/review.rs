@@ -51,6 +51,18 @@ pub enum ReviewCommand {
     Cancel(Resolve),
     /// Mark the case resolved outside the pipeline.
     Close(Resolve),
+    /// Issue again, naming the seller, the order's documents issued before `stages.seller` was
+    /// configured. Needs the `finance` role.
+    ReissueDocuments {
+        /// The order.
+        order_id: String,
+        /// The configured person acting.
+        #[arg(long = "as")]
+        person: String,
+        /// Why.
+        #[arg(long)]
+        note: String,
+    },
     /// Erase a customer's personal data (name, email, the words of their complaints and
     /// queries, their purchase history) while orders, documents and financial records stay.
     /// Needs the `customer_service` role.
@@ -110,6 +122,16 @@ pub async fn run(settings: &Settings, command: ReviewCommand) -> anyhow::Result<
             return write_out(&to_json(&cases)?);
         }
         ReviewCommand::Show { id } => return write_out(&to_json(&desk.show(id).await?)?),
+        ReviewCommand::ReissueDocuments {
+            order_id,
+            person: name,
+            note,
+        } => {
+            let reissued = desk
+                .reissue_documents(&order_id, &person(&name)?, &note)
+                .await?;
+            return write_out(&to_json(&reissued)?);
+        }
         ReviewCommand::EraseCustomer {
             customer_id,
             person: name,
@@ -162,5 +184,5 @@ fn no_such_person(name: &str, people: &[crate::settings::PersonSettings]) -> Str
 
 /// The review desk (with its own broker connection) for the API or the command line.
 fn open_desk(settings: &Settings, pool: sqlx::PgPool) -> ReviewDesk {
-    ReviewDesk::new(&settings.amqp, pool)
+    ReviewDesk::new(&settings.amqp, pool).with_seller(settings.stages.seller.seller())
 }

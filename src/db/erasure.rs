@@ -25,13 +25,14 @@ pub async fn orders_of(conn: &mut PgConnection, customer_id: &str) -> sqlx::Resu
         .await
 }
 
-/// Empties the customer's name and email and marks the row erased, creating the row if the
+/// Empties the customer's name, email and addresses and marks the row erased, creating the row if the
 /// customer was only known from their orders. Returns whether a row existed before.
 pub async fn blank_customer(conn: &mut PgConnection, customer_id: &str) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         "INSERT INTO customers (customer_id, name, email, identity_status, erased_at)
          VALUES ($1, NULL, NULL, 'unverified', now())
          ON CONFLICT (customer_id) DO UPDATE SET name = NULL, email = NULL,
+             billing_address = NULL, delivery_address = NULL,
              erased_at = COALESCE(customers.erased_at, now()), updated_at = now()
          RETURNING (xmax <> 0)",
     )

@@ -74,14 +74,19 @@ async fn upsert_customers(
     let mut left_erased = Vec::new();
     for c in &catalogue.customers {
         let written = sqlx::query(
-            "INSERT INTO customers (customer_id, name, email, identity_status) VALUES ($1, $2, $3, $4)
+            "INSERT INTO customers (customer_id, name, email, identity_status, billing_address,
+               delivery_address, payment_terms_days) VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (customer_id) DO UPDATE SET name = $2, email = $3, identity_status = $4,
-             updated_at = now() WHERE customers.erased_at IS NULL",
+               billing_address = $5, delivery_address = $6, payment_terms_days = $7,
+               updated_at = now() WHERE customers.erased_at IS NULL",
         )
         .bind(&c.customer_id)
         .bind(&c.name)
         .bind(&c.email)
         .bind(identity_str(c.identity_status))
+        .bind(&c.billing_address)
+        .bind(&c.delivery_address)
+        .bind(c.payment_terms_days as i32)
         .execute(&mut *conn)
         .await?;
         if written.rows_affected() == 0 {
@@ -114,14 +119,15 @@ async fn upsert_delivery_terms(
 ) -> anyhow::Result<()> {
     for t in &catalogue.delivery_terms {
         sqlx::query(
-            "INSERT INTO delivery_terms (code, description, ownership_passes, carrier)
-             VALUES ($1, $2, $3, $4) ON CONFLICT (code) DO UPDATE
-             SET description = $2, ownership_passes = $3, carrier = $4",
+            "INSERT INTO delivery_terms (code, description, ownership_passes, carrier, carrier_service)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (code) DO UPDATE
+             SET description = $2, ownership_passes = $3, carrier = $4, carrier_service = $5",
         )
         .bind(&t.code)
         .bind(&t.description)
         .bind(ownership_str(t.ownership_passes))
         .bind(&t.carrier)
+        .bind(&t.carrier_service)
         .execute(&mut *conn)
         .await?;
     }
@@ -132,12 +138,12 @@ async fn upsert_product(conn: &mut PgConnection, p: &Product) -> anyhow::Result<
     sqlx::query(
         "INSERT INTO products (sku, name, kind, sellable, price_minor, currency, tax_rate_bp,
            preparation_checks, recognition, service_period_secs, service_instalments,
-           lead_time_days, related)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+           lead_time_days, related, weight_grams)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
          ON CONFLICT (sku) DO UPDATE SET name = $2, kind = $3, sellable = $4, price_minor = $5,
            currency = $6, tax_rate_bp = $7, preparation_checks = $8, recognition = $9,
            service_period_secs = $10, service_instalments = $11, lead_time_days = $12,
-           related = $13, updated_at = now()",
+           related = $13, weight_grams = $14, updated_at = now()",
     )
     .bind(&p.sku)
     .bind(&p.name)
@@ -152,6 +158,7 @@ async fn upsert_product(conn: &mut PgConnection, p: &Product) -> anyhow::Result<
     .bind(p.service_instalments.map(|n| n as i32))
     .bind(p.lead_time_days as i32)
     .bind(serde_json::to_value(&p.related)?)
+    .bind(p.weight_grams.map(|g| g as i32))
     .execute(conn)
     .await?;
     Ok(())
@@ -160,8 +167,8 @@ async fn upsert_product(conn: &mut PgConnection, p: &Product) -> anyhow::Result<
 /// A customer record; `None` for an unknown customer and for one whose personal data was erased.
 pub async fn customer(conn: &mut PgConnection, id: &str) -> anyhow::Result<Option<Customer>> {
     let row = sqlx::query(
-        "SELECT customer_id, name, email, identity_status FROM customers
-         WHERE customer_id = $1 AND erased_at IS NULL",
+        "SELECT customer_id, name, email, identity_status, billing_address, delivery_address,
+           payment_terms_days FROM customers WHERE customer_id = $1 AND erased_at IS NULL",
     )
     .bind(id)
     .fetch_optional(conn)
@@ -177,6 +184,9 @@ pub async fn customer(conn: &mut PgConnection, id: &str) -> anyhow::Result<Optio
             } else {
                 IdentityStatus::Unverified
             },
+            billing_address: r.try_get("billing_address")?,
+            delivery_address: r.try_get("delivery_address")?,
+            payment_terms_days: r.try_get::<i32, _>("payment_terms_days")?.max(0) as u32,
         })
     })
     .transpose()
@@ -189,7 +199,8 @@ pub async fn products(
 ) -> anyhow::Result<HashMap<String, Product>> {
     let rows = sqlx::query(
         "SELECT sku, name, kind, sellable, price_minor, currency, tax_rate_bp, preparation_checks,
-           recognition, service_period_secs, service_instalments, lead_time_days, related
+           recognition, service_period_secs, service_instalments, lead_time_days, related,
+           weight_grams
          FROM products WHERE sku = ANY($1)",
     )
     .bind(skus)
@@ -224,6 +235,9 @@ fn product_from_row(r: &sqlx::postgres::PgRow) -> anyhow::Result<Product> {
             .map(|n| n as u32),
         lead_time_days: r.try_get::<i32, _>("lead_time_days")? as u32,
         related: serde_json::from_value(related)?,
+        weight_grams: r
+            .try_get::<Option<i32>, _>("weight_grams")?
+            .map(|g| g as u32),
     })
 }
 
@@ -258,14 +272,15 @@ pub async fn delivery_terms(
     conn: &mut PgConnection,
     code: &str,
 ) -> sqlx::Result<Option<DeliveryTerms>> {
-    let row: Option<(String, String, String, String)> = sqlx::query_as(
-        "SELECT code, description, ownership_passes, carrier FROM delivery_terms WHERE code = $1",
+    let row: Option<(String, String, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT code, description, ownership_passes, carrier, carrier_service FROM delivery_terms
+         WHERE code = $1",
     )
     .bind(code)
     .fetch_optional(conn)
     .await?;
-    Ok(
-        row.map(|(code, description, passes, carrier)| DeliveryTerms {
+    Ok(row.map(
+        |(code, description, passes, carrier, carrier_service)| DeliveryTerms {
             code,
             description,
             ownership_passes: if passes == "on_delivery" {
@@ -274,8 +289,9 @@ pub async fn delivery_terms(
                 OwnershipPasses::OnDispatch
             },
             carrier,
-        }),
-    )
+            carrier_service,
+        },
+    ))
 }
 
 /// Which of `skus` the customer has ever ordered (in any order, any version).

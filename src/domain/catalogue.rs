@@ -91,6 +91,22 @@ pub struct Customer {
     pub email: Option<String>,
     /// Whether the customer's identity was established when the account was opened.
     pub identity_status: IdentityStatus,
+    /// Where invoices go, on one line (personal data, as above).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing_address: Option<String>,
+    /// Where goods go, on one line (personal data); the billing address when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_address: Option<String>,
+    /// Days from the invoice to its due date.
+    #[serde(default = "thirty_days")]
+    pub payment_terms_days: u32,
+}
+
+/// Invoices are due in 30 days unless the customer's terms say otherwise.
+pub const DEFAULT_PAYMENT_TERMS_DAYS: u32 = 30;
+
+fn thirty_days() -> u32 {
+    DEFAULT_PAYMENT_TERMS_DAYS
 }
 
 /// Whether a customer's identity is established.
@@ -138,6 +154,9 @@ pub struct Product {
     /// Related products for cross-sell and up-sell.
     #[serde(default)]
     pub related: Vec<Related>,
+    /// Weight of one unit as shipped, in grams, where known (printed on the packing list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_grams: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -187,6 +206,9 @@ pub struct DeliveryTerms {
     pub ownership_passes: OwnershipPasses,
     /// Who carries the goods.
     pub carrier: String,
+    /// The carrier's service, such as `Tracked 48`, where one is named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier_service: Option<String>,
 }
 
 /// A whole reference-data file, as `fulfilment seed` reads it. Every section is optional.

@@ -35,18 +35,31 @@ pub fn exponent(currency: Currency) -> u32 {
 
 /// Formats minor units for people: `1250` GBP is `12.50 GBP`.
 pub fn format(amount_minor: i64, currency: Currency) -> String {
+    format!("{} {currency}", digits(amount_minor, currency))
+}
+
+/// Minor units as a decimal number without the currency: `1250` GBP is `12.50`.
+pub fn digits(amount_minor: i64, currency: Currency) -> String {
     let exp = exponent(currency);
     if exp == 0 {
-        return format!("{amount_minor} {currency}");
+        return amount_minor.to_string();
     }
     let scale = 10i64.pow(exp);
     let sign = if amount_minor < 0 { "-" } else { "" };
     let abs = amount_minor.unsigned_abs();
     let (major, minor) = (abs / scale as u64, abs % scale as u64);
-    format!(
-        "{sign}{major}.{minor:0width$} {currency}",
-        width = exp as usize
-    )
+    format!("{sign}{major}.{minor:0width$}", width = exp as usize)
+}
+
+/// The currency's symbol where it has a common one (`£`, `€`, `$`, `¥`).
+pub fn symbol(currency: Currency) -> Option<&'static str> {
+    match currency.as_str() {
+        "GBP" => Some("£"),
+        "EUR" => Some("€"),
+        "USD" => Some("$"),
+        "JPY" => Some("¥"),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! | POST | `/cases/{id}/cancel` | `{"note"}` | cancel and compensate |
 //! | POST | `/cases/{id}/close` | `{"note"}` | resolved outside the pipeline |
 //! | POST | `/customers/{id}/erase` | `{"note"}` | erase the customer's personal data (role `customer_service`) |
+//! | POST | `/orders/{id}/documents/reissue` | `{"note"}` | reissue documents issued before the seller was configured (role `finance`) |
 //!
 //! The same server takes orders, amendments, answers and payments: see [`crate::intake`].
 //!
@@ -64,6 +65,13 @@ pub struct ApiState {
 }
 
 impl ApiState {
+    /// The same state, its desk reissuing documents with `seller` (see
+    /// [`ReviewDesk::with_seller`]).
+    pub fn with_seller(mut self, seller: Option<crate::domain::documents::Seller>) -> Self {
+        self.desk = self.desk.with_seller(seller);
+        self
+    }
+
     /// The state for the API over `pool`, its desk and intake sharing one broker connection.
     pub fn new(amqp: &AmqpSettings, pool: PgPool, people: People) -> Self {
         let desk = ReviewDesk::new(amqp, pool.clone());
@@ -95,6 +103,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/cases/{id}", get(show))
         .route("/cases/{id}/{action}", post(resolve))
         .route("/customers/{id}/erase", post(erase))
+        .route("/orders/{id}/documents/reissue", post(reissue))
         .merge(crate::intake::routes())
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
@@ -392,6 +401,20 @@ async fn erase(
         state
             .desk
             .erase_customer(&customer_id, &person, &body.note)
+            .await?,
+    ))
+}
+
+async fn reissue(
+    State(state): State<ApiState>,
+    Caller(person): Caller,
+    ApiPath(order_id): ApiPath<String>,
+    ApiJson(body): ApiJson<EraseBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(
+        state
+            .desk
+            .reissue_documents(&order_id, &person, &body.note)
             .await?,
     ))
 }

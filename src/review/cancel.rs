@@ -1,6 +1,6 @@
 //! Cancelling an order from the review desk. The decision is a pure plan over the order as
-//! recorded — stock returned, documents voided, revenue reversed, timers stopped, a record in
-//! the timeline, `order.cancelled` — written by set exactly as a stage's plan is, under the
+//! recorded — stock returned, documents voided, a credit note for an invoice already issued,
+//! revenue reversed, timers stopped, a record in the timeline, `order.cancelled` — written by set exactly as a stage's plan is, under the
 //! same locks (the order's, then the stock rows' in SKU order).
 
 use chrono::{DateTime, Utc};
@@ -28,10 +28,12 @@ const NEEDS: Needs = Needs {
     ..Needs::NOTHING
 };
 
-/// The plan that cancels `order_id` from case `case_id`, or why it cannot be cancelled.
+/// The plan that cancels `order_id` from case `case_id`, or why it cannot be cancelled. `refs`
+/// holds the credit-note sequence and the customer's record.
 pub fn plan(
     order_id: &OrderId,
     view: &OrderView,
+    refs: &crate::stages::Reference,
     case_id: i64,
     note: &str,
     now: DateTime<Utc>,
@@ -53,11 +55,16 @@ pub fn plan(
     };
     let reason = Undone::Cancelled;
     let (release, released) = crate::stages::prepare::release_goods(current, view, reason, now);
-    let (reverse, reversed) =
+    let (mut reverse, reversed) =
         crate::stages::revenue::reverse_recognised(current, view, reason, now);
+    let credit = crate::stages::credit::for_cancellation(view, refs, now);
     let mut plan = Plan::new(Outcome::Advanced);
     plan.effects.extend(release);
     plan.effects.push(Effect::VoidDocuments);
+    if let Some(credit) = credit {
+        crate::stages::credit::name_in_postings(&mut reverse, &credit);
+        plan.effects.push(Effect::Issue(Box::new(credit)));
+    }
     plan.effects.extend(reverse);
     plan.emit.extend(released.map(Payload::from));
     plan.emit.extend(reversed.map(Payload::from));
@@ -80,10 +87,11 @@ pub async fn cancel(
     let id = order_id.to_string();
     let mut views = batch::load_views(conn, &NEEDS, std::slice::from_ref(&id)).await?;
     let mut view = views.remove(&id).unwrap_or_default();
-    let plan = plan(order_id, &view, case.id, note, Utc::now()).map_err(ReviewError::Invalid)?;
+    let mut refs = credit_reference(conn, &view).await?;
+    let plan =
+        plan(order_id, &view, &refs, case.id, note, Utc::now()).map_err(ReviewError::Invalid)?;
     let message_id = format!("review-case-{}", case.id);
     let mut writes = Writes::default();
-    let mut refs = crate::stages::Reference::default();
     for effect in &plan.effects {
         writes.add(&id, &message_id, None, effect, &view);
         view.apply(effect, &message_id, &mut refs);
@@ -104,6 +112,24 @@ pub async fn cancel(
         .unwrap_or_default();
     let emitted = written.outbox_ids.into_iter().zip(writes.outbox).collect();
     Ok((detail, emitted))
+}
+
+/// The credit-note sequence (locked, when the order has a live invoice) and the customer's record.
+async fn credit_reference(
+    conn: &mut PgConnection,
+    view: &OrderView,
+) -> Result<crate::stages::Reference, ReviewError> {
+    let Some(invoice) = &view.live_invoice else {
+        return Ok(crate::stages::Reference::default());
+    };
+    let needs = Needs {
+        sequences: true,
+        parties: true,
+        ..Needs::NOTHING
+    };
+    let mut keys = batch::ReferenceKeys::default();
+    keys.customers.insert(invoice.customer_id.clone());
+    Ok(batch::load_reference(conn, &needs, &keys).await?)
 }
 
 #[cfg(test)]
@@ -141,6 +167,7 @@ mod tests {
         let plan = plan(
             &id,
             &view(OrderState::Confirmed),
+            &crate::stages::Reference::default(),
             7,
             "customer asked",
             Utc::now(),
@@ -186,7 +213,18 @@ mod tests {
     #[test]
     fn a_cancelled_order_cannot_be_cancelled_again() {
         let id = OrderId::parse("O-1").unwrap();
-        assert!(plan(&id, &view(OrderState::Cancelled), 7, "again", Utc::now()).is_err());
-        assert!(plan(&id, &OrderView::default(), 7, "none", Utc::now()).is_err());
+        let refs = crate::stages::Reference::default();
+        assert!(
+            plan(
+                &id,
+                &view(OrderState::Cancelled),
+                &refs,
+                7,
+                "again",
+                Utc::now()
+            )
+            .is_err()
+        );
+        assert!(plan(&id, &OrderView::default(), &refs, 7, "none", Utc::now()).is_err());
     }
 }

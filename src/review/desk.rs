@@ -14,6 +14,7 @@ use sqlx::{PgConnection, PgPool};
 use crate::db;
 use crate::db::records::TimelineEntry;
 use crate::db::review::{ActionRow, CaseFilter, CaseRow};
+use crate::domain::documents::Seller;
 use crate::domain::events::OrderAmended;
 use crate::domain::text::{self, TextError};
 use crate::domain::{Order, OrderId};
@@ -22,6 +23,7 @@ use crate::envelope::{DirectTarget, WireEvent};
 use crate::erasure::{self, ErasureError, ErasureSummary};
 use crate::messaging::Topology;
 use crate::messaging::inbound::ATTEMPT_HEADER;
+use crate::reissue::{self, ReissueError, Reissued, Requested};
 use crate::settings::AmqpSettings;
 
 use super::link::BrokerLink;
@@ -140,6 +142,8 @@ pub struct ReviewDesk {
     topology: Topology,
     /// The desk's own broker connection, opened when a resolution is first published.
     link: Arc<BrokerLink>,
+    /// Who sells, for reissuing documents issued before it was configured.
+    seller: Option<Seller>,
 }
 
 impl ReviewDesk {
@@ -151,7 +155,44 @@ impl ReviewDesk {
             pool,
             topology: Topology::new(&settings.namespace),
             link: Arc::new(BrokerLink::new(settings)),
+            seller: None,
         }
+    }
+
+    /// The same desk, reissuing documents with `seller` (`stages.seller`).
+    pub fn with_seller(mut self, seller: Option<Seller>) -> Self {
+        self.seller = seller;
+        self
+    }
+
+    /// Reissues, naming the seller, the order's documents issued before the seller was
+    /// configured, at `person`'s request for the reason in `note`; see [`crate::reissue`].
+    /// Needs the `finance` role.
+    pub async fn reissue_documents(
+        &self,
+        order_id: &str,
+        person: &Person,
+        note: &str,
+    ) -> Result<Vec<Reissued>, ReviewError> {
+        if !person.may_resolve(Role::Finance.as_str()) {
+            return Err(ReviewError::NotAuthorised {
+                action: "reissuing documents",
+                required: Role::Finance.as_str(),
+            });
+        }
+        text::identifier("order_id", order_id)?;
+        require_note(note)?;
+        let requested = Requested {
+            by: Some(person.name.clone()),
+            note: Some(note.to_owned()),
+        };
+        let seller = self.seller.clone();
+        reissue::reissue(&self.pool, order_id, seller, Utc::now(), &requested)
+            .await
+            .map_err(|e| match e {
+                ReissueError::Database(inner) => ReviewError::Internal(inner),
+                refused => ReviewError::Invalid(refused.to_string()),
+            })
     }
 
     /// The desk's broker connection, to share with the intake.

@@ -1,14 +1,21 @@
 //! documents: produces the handover documents. Goods get a delivery note and a packing list,
 //! services a service-delivery record, and every order an invoice. Numbers come from a gap-free
 //! sequence per kind (locked for the batch and numbered in delivery order); each document is
-//! stored as data, rendered as PDF and fingerprinted with SHA-256. Emits `documents.generated`.
+//! stored as data, rendered as PDF and fingerprinted with SHA-256. Documents name the customer
+//! and their addresses as the customer's records say at issue time, the carrier and tracking
+//! reference handover will record, the delivery terms spelt out, and on the invoice the VAT
+//! summary and the due date from the customer's payment terms. Emits `documents.generated`.
 
 use serde::Serialize;
 
-use crate::domain::documents::{self, DocumentContent, Seller};
+use chrono::Days;
+
+use crate::domain::catalogue::DEFAULT_PAYMENT_TERMS_DAYS;
+use crate::domain::documents::{
+    self, Buyer, Consignment, DocumentContent, DocumentKind, PaymentDue, Seller, TermsOfDelivery,
+};
 use crate::domain::events::{DocumentRef, DocumentsGenerated, Payload};
 use crate::domain::{Order, OrderState};
-use crate::render;
 use crate::settings::StageSettings;
 
 use super::plan::{Effect, IssuedDocument, Plan};
@@ -52,6 +59,8 @@ impl Stage for Documents {
         Needs {
             products: true,
             sequences: true,
+            parties: true,
+            customer_details: true,
             ..Needs::NOTHING
         }
     }
@@ -97,7 +106,7 @@ impl Stage for Documents {
         };
         let mut plan = Plan::step(to, &set, generated);
         plan.effects
-            .splice(0..0, issued.into_iter().map(Effect::Issue));
+            .splice(0..0, issued.into_iter().map(|d| Effect::Issue(Box::new(d))));
         plan
     }
 }
@@ -106,7 +115,32 @@ impl Documents {
     /// Every document the order needs, numbered from the batch's sequences and rendered.
     fn issue(&self, order: &Order, refs: &Reference, input: &Input<'_>) -> Vec<IssuedDocument> {
         let priced = documents::priced_lines(order, &refs.products);
-        let terms = order.delivery_terms_or(&self.default_terms).to_owned();
+        let code = order.delivery_terms_or(&self.default_terms).to_owned();
+        let terms = refs.terms.get(&code);
+        let order_id = order.order_id.to_string();
+        let consignment = terms.map(|t| Consignment {
+            carrier: t.carrier.clone(),
+            service: t.carrier_service.clone(),
+            tracking_reference: documents::tracking_reference(&t.carrier, &order_id, order.version),
+        });
+        let customer = refs.customers.get(&order.customer_id);
+        let buyer = customer.and_then(|c| match (&c.erased_at, &c.details) {
+            (Some(_), _) => Some(Buyer::Erased),
+            (None, Some(details)) => Some(Buyer::Known {
+                name: details.name.clone()?,
+                billing_address: details.billing_address.clone(),
+                delivery_address: details.delivery_address.clone(),
+            }),
+            (None, None) => None,
+        });
+        let terms_days = customer.map_or(DEFAULT_PAYMENT_TERMS_DAYS, |c| c.payment_terms_days);
+        let date = input.now.date_naive();
+        let payment = PaymentDue {
+            terms_days,
+            due_date: date
+                .checked_add_days(Days::new(u64::from(terms_days)))
+                .unwrap_or(date),
+        };
         documents::kinds_needed(order, &refs.products)
             .into_iter()
             .map(|kind| {
@@ -115,23 +149,23 @@ impl Documents {
                 let content = DocumentContent {
                     kind,
                     number: kind.number(value),
-                    order_id: order.order_id.to_string(),
+                    order_id: order_id.clone(),
                     version: order.version,
                     customer_id: order.customer_id.clone(),
+                    buyer: buyer.clone(),
                     currency: order.currency,
                     issued_at: input.now,
                     totals: documents::totals(&lines),
                     lines,
-                    delivery_terms: terms.clone(),
+                    delivery_terms: code.clone(),
+                    terms: terms.map(TermsOfDelivery::from),
+                    consignment: consignment.clone().filter(|_| kind.shipping()),
+                    payment: (kind == DocumentKind::Invoice).then_some(payment),
+                    supply_date: kind.priced().then_some(date),
+                    replaces: None,
                     seller: self.seller.clone(),
                 };
-                let pdf = render::pdf(&content);
-                IssuedDocument {
-                    sha256: crate::digest::sha256_hex(&pdf),
-                    content,
-                    sequence_value: value,
-                    pdf,
-                }
+                IssuedDocument::render(content, value)
             })
             .collect()
     }
@@ -141,7 +175,6 @@ impl Documents {
 mod tests {
     use super::super::fixtures::*;
     use super::*;
-    use crate::domain::documents::DocumentKind;
     use crate::domain::events::{GoodsPrepared, PickLine};
     use crate::stages::Outcome;
 
@@ -185,6 +218,50 @@ mod tests {
         };
         assert_eq!(invoice.content.totals.gross_minor, 3000);
         assert!(invoice.pdf.starts_with(b"%PDF"));
+        let due = invoice.content.payment.expect("an invoice has a due date");
+        assert_eq!(
+            due.due_date.to_string(),
+            "2026-12-20",
+            "30 days after 2026-11-20"
+        );
+        assert_eq!(
+            invoice.content.buyer,
+            Some(Buyer::Known {
+                name: "Ada Lovelace".into(),
+                billing_address: Some("12 St James's Square, London SW1Y 4JH".into()),
+                delivery_address: None,
+            })
+        );
+        assert!(invoice.content.consignment.is_none());
+        let Effect::Issue(note) = &plan.effects[0] else {
+            panic!()
+        };
+        let consignment = note.content.consignment.as_ref().expect("a carrier");
+        assert_eq!(
+            consignment.tracking_reference,
+            documents::tracking_reference("Royal Mail", "ORD-1", 1)
+        );
+        assert!(note.content.payment.is_none());
+    }
+
+    #[test]
+    fn a_customer_erased_before_issue_is_printed_as_erased() {
+        let view = view_in(Some(OrderState::Prepared), mug_order(2));
+        let mut refs = catalogue();
+        let customer = refs.customers.get_mut("C-1").unwrap();
+        customer.erased_at = Some(now());
+        customer.details = Some(crate::stages::reference::CustomerDetails {
+            name: None,
+            billing_address: None,
+            delivery_address: None,
+        });
+        let payload = prepared(1);
+        let plan = stage().decide(&input(&payload), &view, &refs);
+        for effect in &plan.effects {
+            if let Effect::Issue(d) = effect {
+                assert_eq!(d.content.buyer, Some(Buyer::Erased), "{}", d.content.number);
+            }
+        }
     }
 
     #[test]

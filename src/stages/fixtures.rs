@@ -12,7 +12,7 @@ use crate::settings::{SellerSettings, StageSettings};
 
 use super::Input;
 use super::plan::{Outcome, Plan};
-use super::reference::{CustomerRecord, Reference};
+use super::reference::{CustomerDetails, CustomerRecord, Reference};
 use super::view::{Current, OrderView};
 
 pub fn now() -> DateTime<Utc> {
@@ -76,6 +76,7 @@ fn product(sku: &str, kind: ProductKind, price: i64, recognition: RecognitionPoi
         service_instalments: None,
         lead_time_days: 3,
         related: Vec::new(),
+        weight_grams: (kind == ProductKind::Goods).then_some(350),
     }
 }
 
@@ -113,6 +114,12 @@ pub fn catalogue() -> Reference {
         CustomerRecord {
             identity_status: IdentityStatus::Verified,
             erased_at: None,
+            payment_terms_days: 30,
+            details: Some(CustomerDetails {
+                name: Some("Ada Lovelace".into()),
+                billing_address: Some("12 St James's Square, London SW1Y 4JH".into()),
+                delivery_address: None,
+            }),
         },
     );
     refs.agents.insert(
@@ -133,6 +140,7 @@ pub fn catalogue() -> Reference {
             description: code.into(),
             ownership_passes: passes,
             carrier: "Royal Mail".into(),
+            carrier_service: Some("Tracked 48".into()),
         };
         refs.terms.insert(code.into(), terms);
     }
@@ -147,7 +155,6 @@ pub fn input(payload: &Payload) -> Input<'_> {
         payload,
         event_time: now(),
         now: now(),
-        nonce: 7,
     }
 }
 

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::domain::OrderState;
 use crate::domain::catalogue::OwnershipPasses;
+use crate::domain::documents;
 use crate::domain::events::{OrderHandedOver, Payload, ServiceSlot};
 use crate::settings::StageSettings;
 
@@ -93,7 +94,11 @@ impl Stage for Handover {
         let now = input.now;
         let passes_now = terms.ownership_passes == OwnershipPasses::OnDispatch;
         let record = HandoverRecord {
-            tracking_reference: tracking_reference(&terms.carrier, input.nonce),
+            tracking_reference: documents::tracking_reference(
+                &terms.carrier,
+                generated.order_id.as_str(),
+                current.order.version,
+            ),
             carrier: terms.carrier.clone(),
             handed_over_at: now,
             delivery_terms: terms.code.clone(),
@@ -114,17 +119,6 @@ impl Stage for Handover {
         };
         Plan::step(to, &record, handed_over)
     }
-}
-
-/// A carrier reference: the carrier's initials and ten characters from `nonce`.
-fn tracking_reference(carrier: &str, nonce: u64) -> String {
-    let initials: String = carrier
-        .split_whitespace()
-        .filter_map(|w| w.chars().next())
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
-    let suffix = format!("{nonce:016X}");
-    format!("{initials}{}", &suffix[..10])
 }
 
 #[cfg(test)]
@@ -150,15 +144,18 @@ mod tests {
             order.delivery_terms = Some(code.into());
             let view = view_in(Some(OrderState::DocumentsGenerated), order);
             let payload = generated();
-            let mut input = input(&payload);
-            input.nonce = 0xABCDEF0123456789;
-            let plan = stage.decide(&input, &view, &catalogue());
+            let plan = stage.decide(&input(&payload), &view, &catalogue());
             assert_eq!(plan.outcome, Outcome::Advanced);
             let Payload::OrderHandedOver(event) = &plan.emit[0] else {
                 panic!()
             };
             assert_eq!(event.ownership_passed_at.is_some(), passes_now, "{code}");
-            assert_eq!(event.tracking_reference, "RMABCDEF0123");
+            let expected = documents::tracking_reference("Royal Mail", "ORD-1", 1);
+            assert_eq!(
+                event.tracking_reference, expected,
+                "as the documents print it"
+            );
+            assert!(expected.starts_with("RM") && expected.len() == 12);
         }
     }
 

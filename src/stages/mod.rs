@@ -9,6 +9,7 @@
 //! consumes are declared once, in [`StageName::input_events`].
 
 pub mod confirm;
+pub mod credit;
 pub mod documents;
 pub mod handover;
 pub mod plan;
@@ -45,8 +46,6 @@ pub struct Input<'a> {
     pub event_time: DateTime<Utc>,
     /// Now, as the worker read the clock for the batch.
     pub now: DateTime<Utc>,
-    /// A random number for the delivery, for what must be unique (tracking references).
-    pub nonce: u64,
 }
 
 /// How a stage uses stock.
@@ -83,6 +82,8 @@ pub struct Needs {
     pub related: bool,
     /// Customers, agents and delivery terms.
     pub parties: bool,
+    /// With `parties`: the customers' names and addresses (personal data, for documents).
+    pub customer_details: bool,
     /// Stock.
     pub stock: StockUse,
     /// Document number sequences, locked for the batch.
@@ -104,6 +105,7 @@ impl Needs {
         products: false,
         related: false,
         parties: false,
+        customer_details: false,
         stock: StockUse::None,
         sequences: false,
         payments: false,

@@ -77,7 +77,7 @@ pub enum Effect {
     /// Every live allocation of the order returned to stock.
     ReleaseStock,
     /// A document issued: numbered, rendered and fingerprinted.
-    Issue(IssuedDocument),
+    Issue(Box<IssuedDocument>),
     /// Every live document of the order voided (their numbers stay used).
     VoidDocuments,
     /// A timer set.
@@ -113,6 +113,20 @@ pub struct IssuedDocument {
     pub pdf: Vec<u8>,
     /// SHA-256 of the PDF, hex.
     pub sha256: String,
+}
+
+impl IssuedDocument {
+    /// The document numbered `sequence_value` in its kind's sequence, rendered as PDF and
+    /// fingerprinted.
+    pub fn render(content: DocumentContent, sequence_value: i64) -> Self {
+        let pdf = crate::render::pdf(&content);
+        Self {
+            sha256: crate::digest::sha256_hex(&pdf),
+            content,
+            sequence_value,
+            pdf,
+        }
+    }
 }
 
 /// A timer to set.

@@ -16,6 +16,22 @@ pub struct CustomerRecord {
     pub identity_status: IdentityStatus,
     /// When their personal data was erased, if it was.
     pub erased_at: Option<DateTime<Utc>>,
+    /// Days from an invoice to its due date.
+    pub payment_terms_days: u32,
+    /// Their name and addresses, loaded only for stages that print them (see
+    /// [`Needs::customer_details`](super::Needs::customer_details)).
+    pub details: Option<CustomerDetails>,
+}
+
+/// A customer's name and addresses: personal data, printed on documents and nowhere else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerDetails {
+    /// Their name (absent once erased).
+    pub name: Option<String>,
+    /// Where invoices go.
+    pub billing_address: Option<String>,
+    /// Where goods go.
+    pub delivery_address: Option<String>,
 }
 
 /// A payment already recorded, by reference.

@@ -488,6 +488,8 @@ mod tests {
                             CustomerRecord {
                                 identity_status: IdentityStatus::Unverified,
                                 erased_at: None,
+                                payment_terms_days: 30,
+                                details: None,
                             },
                         )
                         .map(|_| ())

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+use crate::domain::documents::{DocumentContent, DocumentKind};
 use crate::domain::events::{ConfirmationOutcome, ServiceSlot};
 use crate::domain::ledger::{Account, PostingKind};
 use crate::domain::timer::TimerKind;
@@ -35,6 +36,8 @@ pub struct OrderView {
     pub allocations: Vec<(String, u32)>,
     /// Documents issued and not voided.
     pub live_documents: u64,
+    /// The order's live invoice, if it has one (loaded with the documents).
+    pub live_invoice: Option<Box<DocumentContent>>,
     /// Timers set and neither fired nor cancelled: kind and payload.
     pub timers: Vec<(TimerKind, serde_json::Value)>,
     /// What the customer said, oldest first.
@@ -112,9 +115,15 @@ impl OrderView {
             }
             Effect::Issue(document) => {
                 self.live_documents += 1;
+                if document.content.kind == DocumentKind::Invoice {
+                    self.live_invoice = Some(Box::new(document.content.clone()));
+                }
                 refs.use_number(document.content.kind, document.sequence_value);
             }
-            Effect::VoidDocuments => self.live_documents = 0,
+            Effect::VoidDocuments => {
+                self.live_documents = 0;
+                self.live_invoice = None;
+            }
             Effect::Schedule(timer) => {
                 let key = (timer.kind, timer.payload.clone());
                 if !self.timers.contains(&key) {

@@ -254,7 +254,6 @@ impl Transaction<'_> {
             payload: &event.payload,
             event_time: event.envelope.time,
             now,
-            nonce: nonce(),
         };
         let mut plan = self.stage.decide(&input, view, refs);
         let _enter = delivery.span.enter();
@@ -413,11 +412,6 @@ fn count_cases(slots: &[Slot]) -> usize {
         .iter()
         .filter(|s| matches!(s, Slot::Case { .. }))
         .count()
-}
-
-/// A random number for what a stage must make unique.
-fn nonce() -> u64 {
-    uuid::Uuid::new_v4().as_u64_pair().0
 }
 
 /// A random fraction in `[0, 1)`, to spread retries.

@@ -117,7 +117,8 @@ impl TestEnv {
             })
             .collect();
         let people = People::from_settings(&settings);
-        let state = ApiState::new(&self.settings.amqp, self.pool.clone(), people);
+        let state = ApiState::new(&self.settings.amqp, self.pool.clone(), people)
+            .with_seller(self.settings.stages.seller.seller());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let token = tokio_util::sync::CancellationToken::new();

@@ -177,8 +177,13 @@ fn probe(case: i64) -> impl Strategy<Value = Probe> {
                 body,
                 json,
             }),
-        2 => (customer_segment(), body(vec![note])).prop_map(|(id, (body, json))| Probe::Post {
+        2 => (customer_segment(), body(vec![note.clone()])).prop_map(|(id, (body, json))| Probe::Post {
             path: format!("/customers/{id}/erase"),
+            body,
+            json,
+        }),
+        1 => (order_segment(), body(vec![note])).prop_map(|(id, (body, json))| Probe::Post {
+            path: format!("/orders/{id}/documents/reissue"),
             body,
             json,
         }),
@@ -383,6 +388,14 @@ fn case_segment(case: i64) -> impl Strategy<Value = String> {
     prop_oneof![
         6 => Just(case.to_string()),
         1 => any::<i64>().prop_map(|n| n.to_string()),
+        1 => hostile_text().prop_map(|t| segment(&t)),
+    ]
+}
+
+/// An order that exists, or anything, as a path segment.
+fn order_segment() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => Just("HTTP-1".to_owned()),
         1 => hostile_text().prop_map(|t| segment(&t)),
     ]
 }

@@ -10,7 +10,7 @@ use sqlx::{PgConnection, Row};
 
 use crate::domain::catalogue::{Agent, DeliveryTerms, IdentityStatus, Product};
 use crate::domain::documents::DocumentKind;
-use crate::stages::reference::{CustomerRecord, KnownPayment};
+use crate::stages::reference::{CustomerDetails, CustomerRecord, KnownPayment};
 use crate::stages::{Needs, Reference, StockUse};
 
 /// What a batch names: the keys of the reference data to load.
@@ -54,7 +54,9 @@ pub async fn load_reference(
            (SELECT coalesce(jsonb_agg(to_jsonb(p) - 'updated_at'), '[]') FROM products p
              WHERE $6 AND (p.sku = ANY($1::text[]) OR p.sku = ANY((SELECT skus FROM related)::text[])))
              AS products,
-           (SELECT coalesce(jsonb_agg(jsonb_build_array(customer_id, identity_status, erased_at)), '[]')
+           (SELECT coalesce(jsonb_agg(jsonb_build_array(customer_id, identity_status, erased_at,
+               payment_terms_days, CASE WHEN $12 THEN jsonb_build_array(name, billing_address,
+               delivery_address) END)), '[]')
              FROM customers WHERE $7 AND customer_id = ANY($8::text[])) AS customers,
            (SELECT coalesce(jsonb_agg(to_jsonb(a)), '[]') FROM agents a
              WHERE $7 AND agent_id = ANY($9::text[])) AS agents,
@@ -85,14 +87,22 @@ pub async fn load_reference(
     } else {
         Vec::new()
     })
+    .bind(needs.customer_details)
     .fetch_one(conn)
     .await?;
     crate::metrics::statements(1);
     reference_from(&row)
 }
 
-/// A customer as loaded: id, identity status, when erased.
-type CustomerRow = (String, IdentityStatus, Option<DateTime<Utc>>);
+/// A customer as loaded: id, identity status, when erased, payment terms, and when asked for,
+/// name and addresses.
+type CustomerRow = (
+    String,
+    IdentityStatus,
+    Option<DateTime<Utc>>,
+    u32,
+    Option<(Option<String>, Option<String>, Option<String>)>,
+);
 
 fn reference_from(row: &sqlx::postgres::PgRow) -> anyhow::Result<Reference> {
     let products: Json<Vec<Product>> = row.try_get("products")?;
@@ -112,13 +122,23 @@ fn reference_from(row: &sqlx::postgres::PgRow) -> anyhow::Result<Reference> {
         customers: customers
             .0
             .into_iter()
-            .map(|(id, identity_status, erased_at)| {
-                let record = CustomerRecord {
-                    identity_status,
-                    erased_at,
-                };
-                (id, record)
-            })
+            .map(
+                |(id, identity_status, erased_at, payment_terms_days, details)| {
+                    let record = CustomerRecord {
+                        identity_status,
+                        erased_at,
+                        payment_terms_days,
+                        details: details.map(|(name, billing_address, delivery_address)| {
+                            CustomerDetails {
+                                name,
+                                billing_address,
+                                delivery_address,
+                            }
+                        }),
+                    };
+                    (id, record)
+                },
+            )
             .collect(),
         agents: agents
             .0

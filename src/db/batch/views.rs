@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
 
+use crate::domain::documents::DocumentContent;
 use crate::domain::events::ServiceSlot;
 use crate::domain::ledger::{Account, PostingKind};
 use crate::domain::timer::TimerKind;
@@ -29,6 +30,9 @@ pub async fn load_views(
              FROM allocations a WHERE a.order_id = ids.id AND a.released_at IS NULL) END AS allocations,
            CASE WHEN $3 THEN (SELECT count(*) FROM documents d
              WHERE d.order_id = ids.id AND d.voided_at IS NULL) END AS live_documents,
+           CASE WHEN $3 THEN (SELECT content FROM documents d WHERE d.order_id = ids.id
+             AND d.voided_at IS NULL AND d.kind = 'invoice' ORDER BY d.id DESC LIMIT 1)
+             END AS live_invoice,
            CASE WHEN $4 THEN (SELECT coalesce(jsonb_agg(jsonb_build_array(kind, payload) ORDER BY id), '[]')
              FROM timers t WHERE t.order_id = ids.id AND t.fired_at IS NULL
                AND t.cancelled_at IS NULL) END AS timers,
@@ -90,6 +94,7 @@ fn view_from(row: &sqlx::postgres::PgRow) -> anyhow::Result<OrderView> {
     let recognised: Option<Json<Vec<RecognisedRow>>> = row.try_get("recognised")?;
     let ledger: Option<Json<Vec<(String, String, i64)>>> = row.try_get("ledger")?;
     let slots: Option<Json<Vec<ServiceSlot>>> = row.try_get("service_slots")?;
+    let invoice: Option<Json<DocumentContent>> = row.try_get("live_invoice")?;
     Ok(OrderView {
         current,
         entered_at: row.try_get("created_at")?,
@@ -97,6 +102,7 @@ fn view_from(row: &sqlx::postgres::PgRow) -> anyhow::Result<OrderView> {
         live_documents: row
             .try_get::<Option<i64>, _>("live_documents")?
             .map_or(0, |n| n.unsigned_abs()),
+        live_invoice: invoice.map(|j| Box::new(j.0)),
         timers: timers
             .map(|j| j.0)
             .unwrap_or_default()

@@ -171,7 +171,7 @@ impl Writes {
                 let kind = document.content.kind;
                 self.sequences
                     .insert(sequence(kind), document.sequence_value + 1);
-                self.documents.push(netted(id, document.clone()));
+                self.documents.push(netted(id, (**document).clone()));
             }
             Effect::VoidDocuments => {
                 undo(&mut self.documents, &id, |_| true);

@@ -33,6 +33,10 @@ pub const MAX_LEAD_TIME_DAYS: i64 = 3650;
 pub const MAX_LIST_ITEMS: usize = 100;
 /// The most units of stock one product may have (what the database column holds).
 pub const MAX_STOCK: i64 = i32::MAX as i64;
+/// The longest payment terms, in days.
+pub const MAX_PAYMENT_TERMS_DAYS: i64 = 365;
+/// The heaviest unit of a product, in grams (one tonne).
+pub const MAX_WEIGHT_GRAMS: i64 = 1_000_000;
 /// How many problems an error message lists before it only counts the rest.
 const MAX_PROBLEMS_SHOWN: usize = 20;
 /// The longest excerpt of a key quoted in a problem.
@@ -273,6 +277,20 @@ fn check_customer(c: &Customer) -> Vec<TextError> {
     if let Some(email) = &c.email {
         errors.push(label("email", email, MAX_EMAIL_CHARS));
     }
+    for (field, address) in [
+        ("billing_address", &c.billing_address),
+        ("delivery_address", &c.delivery_address),
+    ] {
+        if let Some(address) = address {
+            errors.push(label(field, address, MAX_DESCRIPTION_CHARS));
+        }
+    }
+    errors.push(text::within(
+        "payment_terms_days",
+        i64::from(c.payment_terms_days),
+        0,
+        MAX_PAYMENT_TERMS_DAYS,
+    ));
     failures(errors)
 }
 
@@ -296,6 +314,14 @@ fn check_product(p: &Product) -> Vec<TextError> {
     }
     for (i, related) in p.related.iter().enumerate() {
         errors.push(text::identifier(&format!("related[{i}].sku"), &related.sku));
+    }
+    if let Some(grams) = p.weight_grams {
+        errors.push(text::within(
+            "weight_grams",
+            i64::from(grams),
+            1,
+            MAX_WEIGHT_GRAMS,
+        ));
     }
     errors.extend(service_period(p));
     failures(errors)
@@ -345,6 +371,9 @@ fn check_terms(t: &DeliveryTerms) -> Vec<TextError> {
         text::identifier("code", &t.code),
         label("description", &t.description, MAX_DESCRIPTION_CHARS),
         label("carrier", &t.carrier, MAX_NAME_CHARS),
+        t.carrier_service
+            .as_ref()
+            .map_or(Ok(()), |s| label("carrier_service", s, MAX_NAME_CHARS)),
     ])
 }
 
