@@ -93,25 +93,16 @@ pub async fn close(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::view::Current;
+    use crate::stages::fixtures::{mug_order, view_in};
 
     fn view(state: OrderState) -> OrderView {
-        let order = serde_json::from_value(serde_json::json!({
-            "order_id": "O-1", "customer_id": "C-1", "channel": "web", "currency": "GBP",
-            "placed_at": "2026-11-20T09:00:00Z",
-            "lines": [{"sku": "MUG", "quantity": 2, "unit_price_minor": 1250}],
-        }))
-        .unwrap();
-        OrderView {
-            current: Some(Current { state, order }),
-            ..OrderView::default()
-        }
+        view_in(Some(state), mug_order(2))
     }
 
     fn case(reason: &str) -> CaseRow {
         CaseRow {
             id: 7,
-            order_id: Some("O-1".into()),
+            order_id: Some("ORD-1".into()),
             stage: "verify".into(),
             reason: reason.into(),
             detail: String::new(),

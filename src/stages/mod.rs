@@ -20,7 +20,7 @@ pub mod verify;
 pub mod view;
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 
 use std::sync::Arc;
 
