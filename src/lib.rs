@@ -15,6 +15,7 @@
 //! - [`relay`]: publishes outbox rows a crash left behind.
 //! - [`scheduler`]: turns due timers (deemed acceptance, revenue instalments) into events.
 //! - [`pipeline`]: starts and stops the workers and relay of one process.
+//! - [`partitions`]: per-order partitions of a stage's input, shared out between processes.
 //! - [`messaging`]: everything AMQP: connection, topology, publisher, inbound deliveries.
 //! - [`db`]: everything SQL: migrations, inbox, outbox, orders, records, review cases.
 //! - [`review`]: the human-review desk: cases, people and their authority, the HTTP API.
@@ -48,6 +49,7 @@ pub mod intake;
 pub mod messaging;
 pub mod metrics;
 pub mod overview;
+pub mod partitions;
 pub mod periodic;
 pub mod pipeline;
 pub mod reissue;

@@ -8,6 +8,7 @@
 //! relay. lapin's own recovery is not used. The database pool reconnects by itself; a worker
 //! that finds the database unreachable pauses until it answers (see [`crate::worker`]).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,7 +24,10 @@ use crate::health::PipelineHealth;
 use crate::messaging::{self, InboundStream, Publisher, Topology};
 use crate::settings::Settings;
 use crate::worker::{FailurePolicy, Faults, Pools, Worker, WorkerError};
-use crate::{relay, scheduler};
+use crate::{partitions, relay, scheduler};
+
+/// Unacknowledged deliveries a stage's router holds (it forwards them in batches).
+const ROUTER_PREFETCH: u16 = 256;
 
 /// The longest a shutdown waits for in-flight deliveries to finish.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -62,7 +66,7 @@ pub struct Pipeline {
 
 /// The tasks running on one broker connection.
 struct Generation {
-    connection: Connection,
+    connection: Arc<Connection>,
     stop: CancellationToken,
     tasks: JoinSet<(String, anyhow::Result<()>)>,
 }
@@ -192,7 +196,8 @@ impl Supervision {
     }
 }
 
-/// A worker for `stage` on `connection`, with its consumer.
+/// A worker for `stage` on `connection`, with its consumer of `queue` (the stage's queue, or
+/// one of its partitions).
 async fn stage_worker(
     settings: &Settings,
     connection: &Connection,
@@ -200,9 +205,9 @@ async fn stage_worker(
     pools: &Pools,
     options: &PipelineOptions,
     stage: StageName,
+    queue: &str,
 ) -> anyhow::Result<(Worker, InboundStream)> {
-    let queue = topology.stage_queue(stage);
-    let stream = InboundStream::open(connection, &queue, settings.amqp.prefetch).await?;
+    let stream = InboundStream::open(connection, queue, settings.amqp.prefetch).await?;
     let publisher = Publisher::open(connection, topology)
         .await
         .context("opening a publisher")?;
@@ -219,6 +224,98 @@ async fn stage_worker(
     Ok((worker, stream))
 }
 
+/// What a generation's stage workers are started with.
+#[derive(Clone)]
+struct Shared {
+    settings: Settings,
+    connection: Arc<Connection>,
+    topology: Topology,
+    pools: Pools,
+    options: PipelineOptions,
+}
+
+/// A generation's tasks: each ends with its name and how it ended.
+type Tasks = JoinSet<(String, anyhow::Result<()>)>;
+
+impl Shared {
+    /// A worker of `stage` consuming `queue`, running until `token` is cancelled.
+    async fn worker(
+        &self,
+        stage: StageName,
+        queue: &str,
+        token: CancellationToken,
+    ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + use<>> {
+        let (worker, stream) = stage_worker(
+            &self.settings,
+            &self.connection,
+            &self.topology,
+            &self.pools,
+            &self.options,
+            stage,
+            queue,
+        )
+        .await?;
+        Ok(async move {
+            worker.run(stream, token).await.map_err(|e| match e {
+                WorkerError::Failed(e) => e,
+                crash => anyhow::Error::new(crash),
+            })
+        })
+    }
+
+    /// `amqp.consumers` workers of `stage` competing on its queue.
+    async fn spawn_competing(
+        &self,
+        stage: StageName,
+        stop: &CancellationToken,
+        tasks: &mut Tasks,
+    ) -> anyhow::Result<()> {
+        let queue = self.topology.stage_queue(stage);
+        for _ in 0..self.settings.amqp.consumers.of(stage) {
+            let run = self.worker(stage, &queue, stop.clone()).await?;
+            tasks.spawn(async move { (stage.to_string(), run.await) });
+        }
+        Ok(())
+    }
+
+    /// The router of `stage`'s queue and the task that keeps this process's share of its
+    /// partitions (see [`crate::partitions`]).
+    async fn spawn_partitioned(
+        &self,
+        stage: StageName,
+        stop: &CancellationToken,
+        tasks: &mut Tasks,
+    ) -> anyhow::Result<()> {
+        let queue = self.topology.stage_queue(stage);
+        let stream = InboundStream::open(&self.connection, &queue, ROUTER_PREFETCH).await?;
+        let publisher = Publisher::open(&self.connection, &self.topology).await?;
+        let route = partitions::route(
+            stream,
+            publisher,
+            self.topology.clone(),
+            stage,
+            stop.clone(),
+        );
+        tasks.spawn(async move { (format!("{stage} router"), route.await) });
+        let members = self.topology.members_queue(stage);
+        let membership = InboundStream::open(&self.connection, &members, 1).await?;
+        let probe = self.connection.create_channel().await?;
+        let shared = self.clone();
+        let start = move |k: u16, token: CancellationToken| {
+            let shared = shared.clone();
+            async move {
+                let queue = shared.topology.partition_queue(stage, k);
+                let run = shared.worker(stage, &queue, token).await?;
+                Ok(tokio::spawn(run))
+            }
+        };
+        let topology = self.topology.clone();
+        let share = partitions::share_out(membership, probe, topology, stage, start, stop.clone());
+        tasks.spawn(async move { (format!("{stage} partitions"), share.await) });
+        Ok(())
+    }
+}
+
 impl Generation {
     async fn start(
         settings: &Settings,
@@ -226,23 +323,22 @@ impl Generation {
         options: &PipelineOptions,
     ) -> anyhow::Result<Self> {
         let topology = Topology::of(&settings.amqp);
-        let connection = messaging::connect(&settings.amqp, "pipeline").await?;
+        let connection = Arc::new(messaging::connect(&settings.amqp, "pipeline").await?);
         topology.declare(&connection).await?;
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let pools = Pools::new(pool.clone());
+        let shared = Shared {
+            settings: settings.clone(),
+            connection: connection.clone(),
+            topology: topology.clone(),
+            pools,
+            options: options.clone(),
+        };
         for &stage in &options.stages {
-            for _ in 0..settings.amqp.consumers.of(stage) {
-                let worker = stage_worker(settings, &connection, &topology, &pools, options, stage);
-                let (worker, stream) = worker.await?;
-                let token = stop.clone();
-                tasks.spawn(async move {
-                    let result = worker.run(stream, token).await.map_err(|e| match e {
-                        WorkerError::Failed(e) => e,
-                        crash => anyhow::Error::new(crash),
-                    });
-                    (stage.to_string(), result)
-                });
+            match topology.partitions() {
+                1 => shared.spawn_competing(stage, &stop, &mut tasks).await?,
+                _ => shared.spawn_partitioned(stage, &stop, &mut tasks).await?,
             }
             tracing::debug!(%stage, "stage workers started");
         }

@@ -98,6 +98,8 @@ pub struct AmqpSettings {
     pub failover_urls: String,
     /// Prefix of every exchange and queue name.
     pub namespace: String,
+    /// Partitions of each stage's input (1: none; see [`crate::partitions`]).
+    pub partitions: u16,
     /// Unacknowledged deliveries a stage worker holds at once.
     pub prefetch: u16,
     /// Most deliveries a stage worker handles in one database transaction.
@@ -460,6 +462,9 @@ impl Settings {
                 "amqp.namespace",
                 "1 to 64 characters of a-z, A-Z, 0-9, '_' or '-'",
             );
+        }
+        if !(1..=64).contains(&self.amqp.partitions) {
+            return invalid("amqp.partitions", "a number of partitions from 1 to 64");
         }
         if self.amqp.prefetch == 0 {
             return invalid("amqp.prefetch", "a number from 1 to 65535");

@@ -1,7 +1,7 @@
 //! Failover on a three-node RabbitMQ cluster started on this machine by
-//! `scripts/rabbitmq-cluster`: two worker processes connected to node 1 handle a stream of
-//! orders while node 1 (the one they are connected to) stops and comes back, then node 2, and
-//! one worker is killed. Every order completes, each stage handling it exactly once, in
+//! `scripts/rabbitmq-cluster`: two worker processes connected to node 1, sharing each stage's
+//! partitions, handle a stream of orders while node 1 (the one they are connected to) stops and
+//! comes back, then node 2, and one worker is killed. Every order completes, each stage handling it exactly once, in
 //! pipeline order.
 
 #[path = "support/process.rs"]
@@ -20,6 +20,9 @@ use fulfilment::{db, seed};
 use process::{Process, free_address};
 use serde_json::json;
 use sqlx::PgPool;
+
+/// Partitions of each stage: the two workers share them, and the survivor takes them all.
+const PARTITIONS: u16 = 4;
 
 /// How many orders the stream places.
 const ORDERS: u64 = 120;
@@ -75,6 +78,7 @@ fn settings() -> Settings {
     settings.amqp.namespace = format!("cluster-{}", &id[..12]);
     settings.amqp.url = SecretUrl::new(urls[0].clone());
     settings.amqp.failover_urls = urls[1..].join(",");
+    settings.amqp.partitions = PARTITIONS;
     let mut url = url::Url::parse(settings.database.url.expose()).unwrap();
     url.set_path(&format!("fulfilment_cluster_{}", &id[..12]));
     settings.database.url = SecretUrl::new(url.to_string());
@@ -94,6 +98,7 @@ fn worker(settings: &Settings) -> Process {
                 "FULFILMENT__AMQP__FAILOVER_URLS",
                 settings.amqp.failover_urls.clone(),
             ),
+            ("FULFILMENT__AMQP__PARTITIONS", PARTITIONS.to_string()),
             ("FULFILMENT__STAGES__ACCEPTANCE_WINDOW_SECS", "1".to_owned()),
             ("FULFILMENT__REVIEW__LISTEN", free_address()),
         ],

@@ -302,7 +302,7 @@ async fn wait_disconnected(admin: &PgPool, database: &str) -> anyhow::Result<()>
 
 /// Deletes the run's queues and exchange and drops its database.
 async fn clean_up(settings: &Settings) -> anyhow::Result<()> {
-    let topology = Topology::new(&settings.amqp.namespace);
+    let topology = Topology::of(&settings.amqp);
     let connection = messaging::connect(&settings.amqp, "bench/clean-up").await?;
     let channel = connection.create_channel().await?;
     for name in ["bench-customer", "bench-finance"] {

@@ -121,6 +121,17 @@ impl Inbound {
         }
     }
 
+    /// The AMQP `correlation-id` property, if set and verbatim (the pipeline's own events carry
+    /// their order id there).
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.delivery
+            .properties
+            .correlation_id()
+            .as_ref()
+            .filter(|id| id.is_verbatim())
+            .map(|id| id.as_str())
+    }
+
     /// The AMQP properties, for forwarding the message as it is.
     pub(crate) fn properties(&self) -> &lapin::BasicProperties {
         &self.delivery.properties

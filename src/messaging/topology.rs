@@ -21,6 +21,14 @@ fn quorum() -> FieldTable {
     arguments
 }
 
+/// The arguments of a quorum queue with a single active consumer: other consumers wait, and the
+/// next takes over when the active one goes.
+fn single_active() -> FieldTable {
+    let mut arguments = quorum();
+    arguments.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    arguments
+}
+
 /// Whether the broker refused a declaration because the queue exists with other arguments.
 fn is_precondition_failed(error: &anyhow::Error) -> bool {
     use lapin::ErrorKind;
@@ -49,6 +57,8 @@ pub struct Topology {
     /// the database; the queue is a feed for tools that watch it, and must not grow without
     /// bound when nothing does.
     review_max_length: u32,
+    /// Partitions of each stage's input; 1 for none.
+    partitions: u16,
 }
 
 impl Topology {
@@ -57,12 +67,38 @@ impl Topology {
         Self {
             namespace: namespace.into(),
             review_max_length: DEFAULT_REVIEW_QUEUE_MAX_LENGTH,
+            partitions: 1,
         }
     }
 
-    /// The topology the settings describe: their namespace and review queue bound.
+    /// The topology the settings describe: their namespace, review queue bound and partitions.
     pub fn of(amqp: &AmqpSettings) -> Self {
-        Self::new(&amqp.namespace).with_review_bound(amqp.review_queue_max_length)
+        Self::new(&amqp.namespace)
+            .with_review_bound(amqp.review_queue_max_length)
+            .with_partitions(amqp.partitions)
+    }
+
+    /// The same topology with each stage's input split into `partitions` (1: not split).
+    pub fn with_partitions(mut self, partitions: u16) -> Self {
+        self.partitions = partitions.max(1);
+        self
+    }
+
+    /// How many partitions each stage's input has (1: not split).
+    pub fn partitions(&self) -> u16 {
+        self.partitions
+    }
+
+    /// The queue every process running a partitioned stage consumes (and nothing is ever sent
+    /// to): its consumer count is how many processes share the stage's partitions.
+    pub fn members_queue(&self, stage: StageName) -> String {
+        format!("{}.{}.members", self.namespace, stage.as_str())
+    }
+
+    /// Partition `k` of a stage's input: a quorum queue with a single active consumer, fed by
+    /// the stage's router (see [`crate::partitions`]).
+    pub fn partition_queue(&self, stage: StageName, k: u16) -> String {
+        format!("{}.{}.p{k}", self.namespace, stage.as_str())
     }
 
     /// The same topology with the review queue keeping at most `max_length` notices.
@@ -179,7 +215,29 @@ impl Topology {
                 .iter()
                 .map(|e| e.routing_key())
                 .collect();
-            self.declare_queue(channel, &self.stage_queue(stage), &keys)
+            if self.partitions == 1 {
+                self.declare_queue(channel, &self.stage_queue(stage), &keys)
+                    .await?;
+                continue;
+            }
+            // The stage's queue is read by one router at a time, in order; each partition by
+            // one worker at a time.
+            let queue = self.stage_queue(stage);
+            self.declare_queue_with(channel, &queue, &keys, single_active())
+                .await
+                .with_context(|| {
+                    format!(
+                        "with amqp.partitions {} the queue {queue} must have a single active \
+                         consumer: stop every process, let it drain, delete it, and start again",
+                        self.partitions
+                    )
+                })?;
+            for k in 0..self.partitions {
+                let partition = self.partition_queue(stage, k);
+                self.declare_queue_with(channel, &partition, &[], single_active())
+                    .await?;
+            }
+            self.declare_queue(channel, &self.members_queue(stage), &[])
                 .await?;
         }
         Ok(())
@@ -277,12 +335,19 @@ impl Topology {
         })
     }
 
-    /// Every queue the pipeline declares: each stage's queue and delay queue, then the review
-    /// queue.
+    /// Every queue the pipeline declares: each stage's queue, delay queue, and (if split) its
+    /// partitions and members queue; then the review queue.
     pub fn queues(&self) -> Vec<String> {
+        let partitions = |stage| (0..self.partitions).map(move |k| self.partition_queue(stage, k));
         StageName::ALL
             .into_iter()
-            .flat_map(|stage| [self.stage_queue(stage), self.retry_queue(stage)])
+            .flat_map(|stage| {
+                let split = (self.partitions > 1)
+                    .then(|| partitions(stage).chain([self.members_queue(stage)]));
+                [self.stage_queue(stage), self.retry_queue(stage)]
+                    .into_iter()
+                    .chain(split.into_iter().flatten())
+            })
             .chain([self.review_queue()])
             .collect()
     }

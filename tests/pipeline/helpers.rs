@@ -76,7 +76,7 @@ impl TestEnv {
         let client = Client::connect(&settings.amqp, "tests")
             .await
             .expect("connect broker");
-        let topology = Topology::new(&settings.amqp.namespace);
+        let topology = Topology::of(&settings.amqp);
         let mut env = Self {
             settings,
             pool,
