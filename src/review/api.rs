@@ -96,6 +96,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/cases/{id}/{action}", post(resolve))
         .route("/customers/{id}/erase", post(erase))
         .merge(crate::intake::routes())
+        .merge(crate::console::routes())
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.max_message_bytes))
