@@ -9,7 +9,7 @@
 use axum::extract::{FromRequestParts, RawForm, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use maud::html;
 
 use crate::db;
@@ -194,13 +194,13 @@ pub async fn sign_in(State(state): State<ApiState>, headers: HeaderMap, form: Ra
         return ConsoleError::from(e).into_response();
     }
     tracing::info!(actor = %person.name, "console sign-in");
-    let headers = [
+    let headers = AppendHeaders([
         (
             header::SET_COOKIE,
             set_cookie(SESSION_COOKIE, &session, SESSION_SECS),
         ),
         (header::SET_COOKIE, set_cookie(SIGN_IN_COOKIE, "", 0)),
-    ];
+    ]);
     (headers, Redirect::to("/console")).into_response()
 }
 
