@@ -158,7 +158,7 @@ pub async fn show(
                 thead { tr { th { "type" } th { "id" } th { "committed" } th { "published" } } }
                 tbody { @for e in &events { tr {
                     td { (e.event_type) } td { code { (e.event_id) } } td { (when(e.created_at)) }
-                    td { (e.sent_at.map(when).unwrap_or_else(|| "not yet".into())) }
+                    td { @if e.published { "yes" } @else { "not yet" } }
                 } } }
             }
         },

@@ -178,14 +178,16 @@ pub struct SentEvent {
     pub event_id: String,
     /// When it was committed (UTC).
     pub created_at: DateTime<Utc>,
-    /// When the broker confirmed it (UTC), if it has.
-    pub sent_at: Option<DateTime<Utc>>,
+    /// Whether it was published (it is no longer waiting in `outbox_pending`).
+    pub published: bool,
 }
 
 /// The events written about an order, oldest first.
 pub async fn events(conn: &mut PgConnection, order_id: &str) -> sqlx::Result<Vec<SentEvent>> {
     sqlx::query_as(
-        "SELECT event_type, event_id, created_at, sent_at FROM outbox WHERE order_id = $1 ORDER BY id",
+        "SELECT o.event_type, o.event_id, o.created_at, p.id IS NULL AS published
+         FROM outbox o LEFT JOIN outbox_pending p ON p.id = o.id
+         WHERE o.order_id = $1 ORDER BY o.id",
     )
     .bind(order_id)
     .fetch_all(conn)

@@ -141,7 +141,9 @@ impl Browser {
                 return text.to_owned();
             }
             if tokio::time::Instant::now() >= deadline {
-                panic!("{css} never showed what was awaited; last {text:?}");
+                let url = self.client.current_url().await.map(|u| u.to_string());
+                let page = self.client.source().await.unwrap_or_default();
+                panic!("{css} never showed what was awaited on {url:?}; last {text:?}\n{page}");
             }
             tokio::time::sleep(LOOK_AGAIN).await;
         }

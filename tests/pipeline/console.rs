@@ -263,8 +263,12 @@ async fn a_group_of_twenty_is_retried_in_bulk_with_its_progress_reaching_twenty(
         .await;
     browser.find("#bulk").await;
     browser.wait_text("#bulk-done", |t| t == "20").await;
-    let bar = browser.find("#bulk-bar").await;
-    assert_eq!(bar.prop("value").await.unwrap().as_deref(), Some("20"));
+    let bar = browser
+        .client
+        .execute("return document.getElementById('bulk-bar').value;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(bar, json!(20), "the progress bar is full");
     browser.screenshot("bulk").await;
     let outcomes = browser
         .client
