@@ -372,3 +372,42 @@ pub async fn act(
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn octets_that_are_not_utf8_read_as_a_hex_dump() {
+        let dump = hex_view(b"{\"a\":\xff\x00}\n0123456789abcdef");
+        let lines: Vec<&str> = dump.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("00000000  7b 22 61 22 3a ff 00 7d 0a 30"));
+        assert!(lines[0].ends_with("{\"a\":..}.0123456"), "{dump}");
+        assert!(lines[1].starts_with("00000010  37 38 39"), "{dump}");
+    }
+
+    #[test]
+    fn an_amendment_is_checked_against_the_event_and_names_the_field() {
+        let order = |quantity: u32| {
+            serde_json::json!({"customer_id": "CUST-042", "channel": "web", "currency": "GBP",
+                "placed_at": "2026-11-20T09:00:00Z",
+                "lines": [{"sku": "MUG-BLUE", "quantity": quantity, "unit_price_minor": 1250}]})
+            .to_string()
+        };
+        let taken = check_amendment("WEB-1", &order(2)).unwrap();
+        assert_eq!(
+            taken["order_id"], "WEB-1",
+            "the case's order, whatever was typed"
+        );
+        let zero = check_amendment("WEB-1", &order(0)).unwrap_err();
+        assert!(zero.contains("quantity"), "{zero}");
+        let not_json = check_amendment("WEB-1", "{\"lines\": [").unwrap_err();
+        assert!(
+            not_json.starts_with("the amended order is not JSON"),
+            "{not_json}"
+        );
+        let array = check_amendment("WEB-1", "[]").unwrap_err();
+        assert_eq!(array, "the amended order must be a JSON object");
+    }
+}

@@ -100,3 +100,36 @@ pub fn orders(fields: &Fields) -> Result<(OrderFilter, i64, i64), TextError> {
     let per_page = number(fields, "per_page", 1, MAX_PER_PAGE)?.unwrap_or(PER_PAGE);
     Ok((filter, page, per_page))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_are_checked_and_empty_ones_do_not_filter() {
+        let (filter, page, per_page) = orders(&query(Some(
+            "customer_id=CUST-042&state=&placed_from=2026-11-01&placed_to=2026-11-30&page=2",
+        )))
+        .unwrap();
+        assert_eq!(filter.customer_id.as_deref(), Some("CUST-042"));
+        assert_eq!(filter.state, None);
+        assert_eq!(
+            filter.placed_before.unwrap().to_rfc3339(),
+            "2026-12-01T00:00:00+00:00",
+            "the last day is included"
+        );
+        assert_eq!((page, per_page), (2, PER_PAGE));
+        for bad in [
+            "page=0",
+            "per_page=201",
+            "placed_from=30/11/2026",
+            "state=a%00b",
+        ] {
+            assert!(orders(&query(Some(bad))).is_err(), "{bad}");
+        }
+        let open = cases(&query(None), Some("open")).unwrap();
+        assert_eq!(open.status.as_deref(), Some("open"));
+        let any = cases(&query(Some("status=any&older_than_mins=5")), Some("open")).unwrap();
+        assert_eq!((any.status, any.older_than_secs), (None, Some(300)));
+    }
+}

@@ -90,6 +90,15 @@ async fn a_case_is_retried_in_the_browser_and_the_order_completes_and_its_invoic
     browser.click("#retry-button").await;
     browser.wait_text("#case-status", |t| t == "retried").await;
     assert!(browser.text("#audit").await.unwrap().contains("Mia Chen"));
+    // A second click on the case (a colleague's page still showing it open) is told it lost.
+    let csrf = browser.csrf().await;
+    let late = browser
+        .post_form(
+            &format!("/console/cases/{id}/retry"),
+            &format!("csrf={csrf}&note=late"),
+        )
+        .await;
+    assert_eq!(late, 409, "the case was already retried");
     env.wait_state("WEB-RETRY-1", "completed").await;
     browser.click("a[href='/console/orders/WEB-RETRY-1']").await;
     browser
