@@ -24,9 +24,9 @@ pub mod session;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, Path};
-use axum::http::header;
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Redirect};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 
@@ -58,10 +58,32 @@ pub fn routes() -> Router<ApiState> {
         )
         .route("/console/assets/console.js", get(script))
         .route("/console/assets/console.css", get(style))
+        .route_layer(axum::middleware::map_response(guarded))
         .route("/api/orders", get(api::orders))
         .route("/api/cases", get(api::cases))
         .route("/api/cases/bulk", post(api::bulk_start))
         .route("/api/cases/bulk/{id}", get(api::bulk_progress))
+}
+
+/// What every console page is served with: it may not be framed by another site (clickjacking),
+/// loads nothing but this server's script and style, and is not cached (pages show personal
+/// data and a session's CSRF token).
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; \
+     frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
+
+async fn guarded(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
 }
 
 async fn script() -> impl IntoResponse {

@@ -205,6 +205,14 @@ async fn a_viewer_is_offered_no_action_and_a_forced_one_is_refused() {
 
     // The JSON endpoint answers the same to the same person.
     let http = reqwest::Client::new();
+    let page = http
+        .get(format!("{url}/console/sign-in"))
+        .send()
+        .await
+        .unwrap();
+    let policy = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert_eq!(page.headers()["cache-control"], "no-store");
     let response = http
         .post(format!("{url}/api/cases/bulk"))
         .bearer_auth(VIEWER)
