@@ -40,6 +40,8 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
+            // Its own process group, so that the browsers it starts end with it (see Drop).
+            .process_group(0)
             .spawn()
             .expect("chromedriver (Debian's chromium-driver) is installed");
         let downloads =
@@ -50,7 +52,8 @@ impl Browser {
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--window-size=1280,1000", "--no-first-run"],
+                         "--window-size=1280,1000", "--no-first-run",
+                         "--disable-breakpad", "--disable-crash-reporter"],
                 "prefs": {
                     "download.default_directory": downloads.to_str().unwrap(),
                     "download.prompt_for_download": false
@@ -231,10 +234,22 @@ impl Browser {
         }
     }
 
-    /// Ends the browser session and the driver.
-    pub async fn close(mut self) {
+    /// Ends the browser session, then the driver and the browser (on drop).
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill().await;
+    }
+}
+
+impl Drop for Browser {
+    /// Ends the driver and every browser process it started, even when the test failed part-way,
+    /// and removes the download folder.
+    fn drop(&mut self) {
+        if let Some(pid) = self.driver.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+        }
+        let _ = self.driver.start_kill();
         let _ = std::fs::remove_dir_all(&self.downloads);
     }
 }
