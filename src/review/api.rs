@@ -16,7 +16,9 @@
 //! | POST | `/cases/{id}/close` | `{"note"}` | resolved outside the pipeline |
 //! | POST | `/customers/{id}/erase` | `{"note"}` | erase the customer's personal data (role `customer_service`) |
 //!
-//! The same server takes orders, amendments, answers and payments: see [`crate::intake`].
+//! The same server takes orders, amendments, answers and payments: see [`crate::intake`]; and
+//! serves the web console (`/console`, signed in with a session cookie) and its JSON endpoints
+//! (`/api/...`): see [`crate::console`].
 //!
 //! Nothing a caller sends reaches the database unchecked: notes, ids and filters are checked
 //! against [`crate::domain::text`]'s limits and numbers against their ranges (422, naming the

@@ -207,6 +207,10 @@ impl Browser {
         let Ok(dir) = std::env::var("FULFILMENT_SCREENSHOTS") else {
             return;
         };
+        self.client
+            .execute("window.scrollTo(0, 0);", vec![])
+            .await
+            .unwrap();
         let png = self.client.screenshot().await.unwrap();
         assert!(png.starts_with(b"\x89PNG"), "a PNG");
         std::fs::create_dir_all(&dir).unwrap();

@@ -66,7 +66,6 @@ async fn a_case_is_retried_in_the_browser_and_the_order_completes_and_its_invoic
         group.attr("data-group").await.unwrap().as_deref(),
         Some("out_of_stock verify customer_service")
     );
-    browser.screenshot("cases").await;
     browser
         .click(&format!("a.case-link[href='/console/cases/{id}']"))
         .await;
@@ -275,6 +274,7 @@ async fn a_group_of_twenty_is_retried_in_bulk_with_its_progress_reaching_twenty(
     browser
         .fill("section.group input[name=note]", "restocked")
         .await;
+    browser.screenshot("cases").await;
     browser
         .click("section.group button[value='retry group']")
         .await;
