@@ -19,6 +19,7 @@
 //! - [`messaging`]: everything AMQP: connection, topology, publisher, inbound deliveries.
 //! - [`db`]: everything SQL: migrations, inbox, outbox, orders, records, review cases.
 //! - [`review`]: the human-review desk: cases, people and their authority, the HTTP API.
+//! - [`console`]: the web console over the review desk and the orders, with its JSON endpoints.
 //! - [`client`]: publishing into the pipeline from outside (`submit`, `confirm`).
 //! - [`intake`]: the same over HTTP, for systems that do not speak AMQP.
 //! - [`overview`]: what an operator watches: orders by state, open cases, backlogs, queues.
@@ -36,6 +37,7 @@
 pub mod bench;
 pub mod cli;
 pub mod client;
+pub mod console;
 pub mod contract;
 pub mod db;
 pub mod demo;

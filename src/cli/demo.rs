@@ -155,6 +155,7 @@ fn where_to_look(settings: &Settings) -> String {
     };
     format!(
         "fulfilment demo: placing sample orders (Ctrl-C to stop)\n\
+         \x20 web console  http://{api}/console\n\
          \x20 review API   http://{api}/cases  ({people})\n\
          \x20 overview     http://{api}/overview\n\
          \x20 metrics      http://{metrics}/metrics\n\

@@ -4,6 +4,7 @@
 //! stage uses for a delivery.
 
 pub mod batch;
+pub mod console;
 pub mod demo;
 pub mod documents;
 pub mod erasure;
@@ -14,6 +15,7 @@ pub mod overview;
 pub mod records;
 pub mod reference;
 pub mod review;
+pub mod search;
 pub mod timers;
 
 use std::time::Duration;

@@ -17,7 +17,9 @@
 //! | POST | `/customers/{id}/erase` | `{"note"}` | erase the customer's personal data (role `customer_service`) |
 //! | POST | `/orders/{id}/documents/reissue` | `{"note"}` | reissue documents issued before the seller was configured (role `finance`) |
 //!
-//! The same server takes orders, amendments, answers and payments: see [`crate::intake`].
+//! The same server takes orders, amendments, answers and payments: see [`crate::intake`]; and
+//! serves the web console (`/console`, signed in with a session cookie) and its JSON endpoints
+//! (`/api/...`): see [`crate::console`].
 //!
 //! Nothing a caller sends reaches the database unchecked: notes, ids and filters are checked
 //! against [`crate::domain::text`]'s limits and numbers against their ranges (422, naming the
@@ -105,6 +107,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/customers/{id}/erase", post(erase))
         .route("/orders/{id}/documents/reissue", post(reissue))
         .merge(crate::intake::routes())
+        .merge(crate::console::routes())
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.max_message_bytes))

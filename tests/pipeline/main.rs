@@ -2,8 +2,10 @@
 //! namespace (see `helpers`), so they run in parallel on one broker and one server.
 
 mod amendments;
+mod browser;
 mod competing;
 mod confirmation;
+mod console;
 mod contract_pipeline;
 mod documents;
 mod effectively_once;
