@@ -16,11 +16,11 @@
 //! - Each **partition** queue has a single active consumer too. Every process running the stage
 //!   takes its share ([`share`]): partitions ÷ processes, rounded up, where processes is how many
 //!   consumers the stage's members queue has (each such process consumes it; nothing is sent
-//!   there). A process with
-//!   fewer than its share takes partitions nobody consumes; one with more lets some go (finishing
-//!   the batch in hand first, so a partition changes hands between batches, never during one).
-//!   When a process dies its partitions have no consumer, and the others take them within a few
-//!   seconds.
+//!   there). A partition belongs to the process holding its Postgres advisory lock
+//!   ([`crate::db::partitions`]): a process with fewer than its share takes free ones; one with
+//!   more lets some go (finishing the batch in hand first, so a partition changes hands between
+//!   batches, never during one). When a process dies, its database session ends, its locks go
+//!   with it, and the others take its partitions within a few seconds.
 //! - A message deferred for retry goes through the stage's delay queue back to the stage's
 //!   queue, and the router sends it to the same partition.
 
@@ -32,6 +32,9 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use sqlx::PgConnection;
+
+use crate::db;
 use crate::domain::StageName;
 use crate::messaging::{Inbound, InboundStream, Publisher, Topology};
 
@@ -132,6 +135,7 @@ type Running = (CancellationToken, JoinHandle<anyhow::Result<()>>);
 pub async fn share_out<F, Fut>(
     membership: InboundStream,
     probe: lapin::Channel,
+    mut locks: PgConnection,
     topology: Topology,
     stage: StageName,
     mut start: F,
@@ -159,7 +163,14 @@ where
             let queue = topology.partition_queue(stage, k);
             break Err(why.context(format!("the worker of {queue}")));
         }
-        let claimed = rebalance(&probe, &topology, stage, &mut mine, &mut start, &stop).await;
+        let look = Look {
+            probe: &probe,
+            locks: &mut locks,
+            topology: &topology,
+            stage,
+            stop: &stop,
+        };
+        let claimed = look.rebalance(&mut mine, &mut start).await;
         if let Err(error) = claimed {
             break Err(error);
         }
@@ -174,48 +185,68 @@ where
     outcome
 }
 
-/// One look: let go of partitions beyond this process's share, take unconsumed ones up to it.
-async fn rebalance<F, Fut>(
-    probe: &lapin::Channel,
-    topology: &Topology,
+/// What one look at a stage's partitions works with.
+struct Look<'a> {
+    probe: &'a lapin::Channel,
+    locks: &'a mut PgConnection,
+    topology: &'a Topology,
     stage: StageName,
-    mine: &mut BTreeMap<u16, Running>,
-    start: &mut F,
-    stop: &CancellationToken,
-) -> anyhow::Result<()>
-where
-    F: FnMut(u16, CancellationToken) -> Fut,
-    Fut: Future<Output = anyhow::Result<JoinHandle<anyhow::Result<()>>>>,
-{
-    let processes = topology
-        .counts(probe, &topology.members_queue(stage))
-        .await?
-        .consumers;
-    let share = share(topology.partitions(), processes);
-    while mine.len() > share {
-        let (k, (token, task)) = mine.pop_last().expect("more than the share");
-        token.cancel();
-        let _ = task.await;
-        tracing::info!(%stage, partition = k, "let a partition go");
+    stop: &'a CancellationToken,
+}
+
+impl Look<'_> {
+    /// Lets go of partitions beyond this process's share, and takes free ones up to it (a
+    /// partition is taken with its lock: atomically, so never by two processes at once).
+    async fn rebalance<F, Fut>(
+        self,
+        mine: &mut BTreeMap<u16, Running>,
+        start: &mut F,
+    ) -> anyhow::Result<()>
+    where
+        F: FnMut(u16, CancellationToken) -> Fut,
+        Fut: Future<Output = anyhow::Result<JoinHandle<anyhow::Result<()>>>>,
+    {
+        let (topology, stage) = (self.topology, self.stage);
+        let members = topology.members_queue(stage);
+        let processes = topology.counts(self.probe, &members).await?.consumers;
+        let share = share(topology.partitions(), processes);
+        let stage_queue = topology.stage_queue(stage);
+        while mine.len() > share {
+            let (k, (token, task)) = mine.pop_last().expect("more than the share");
+            token.cancel();
+            let _ = task.await;
+            // Only once its worker has stopped (its batch done, its consumer gone).
+            db::partitions::let_go(self.locks, db::partitions::lock_key(&stage_queue, k)).await?;
+            tracing::info!(%stage, partition = k, "let a partition go");
+        }
+        // Each process starts looking at a partition of its own, so that processes starting
+        // together rarely reach for the same ones.
+        let partitions = topology.partitions();
+        let first = rand_millis(u64::from(partitions)) as u16;
+        for k in (0..partitions).map(|i| (first + i) % partitions) {
+            if mine.len() >= share {
+                break;
+            }
+            let key = db::partitions::lock_key(&stage_queue, k);
+            if mine.contains_key(&k) || !db::partitions::try_take(self.locks, key).await? {
+                continue;
+            }
+            // A child of the pipeline's token: the worker stops with the pipeline, even if
+            // this task is aborted.
+            let token = self.stop.child_token();
+            match start(k, token.clone()).await {
+                Ok(task) => {
+                    mine.insert(k, (token, task));
+                    tracing::info!(%stage, partition = k, "took a partition");
+                }
+                Err(error) => {
+                    db::partitions::let_go(self.locks, key).await?;
+                    return Err(error);
+                }
+            }
+        }
+        Ok(())
     }
-    for k in 0..topology.partitions() {
-        if mine.len() >= share {
-            break;
-        }
-        if mine.contains_key(&k) {
-            continue;
-        }
-        let queue = topology.partition_queue(stage, k);
-        if topology.counts(probe, &queue).await?.consumers == 0 {
-            // A child of the pipeline's token: the worker stops with the pipeline, even if this
-            // task is aborted.
-            let token = stop.child_token();
-            let task = start(k, token.clone()).await?;
-            mine.insert(k, (token, task));
-            tracing::info!(%stage, partition = k, "took a partition");
-        }
-    }
-    Ok(())
 }
 
 /// Up to `max` milliseconds, different in each process and each call.

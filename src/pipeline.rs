@@ -228,6 +228,7 @@ async fn stage_worker(
 #[derive(Clone)]
 struct Shared {
     settings: Settings,
+    pool: PgPool,
     connection: Arc<Connection>,
     topology: Topology,
     pools: Pools,
@@ -300,6 +301,8 @@ impl Shared {
         let members = self.topology.members_queue(stage);
         let membership = InboundStream::open(&self.connection, &members, 1).await?;
         let probe = self.connection.create_channel().await?;
+        // The partitions' locks live as long as this connection: it is the process's own.
+        let locks = self.pool.acquire().await?.detach();
         let shared = self.clone();
         let start = move |k: u16, token: CancellationToken| {
             let shared = shared.clone();
@@ -310,7 +313,15 @@ impl Shared {
             }
         };
         let topology = self.topology.clone();
-        let share = partitions::share_out(membership, probe, topology, stage, start, stop.clone());
+        let share = partitions::share_out(
+            membership,
+            probe,
+            locks,
+            topology,
+            stage,
+            start,
+            stop.clone(),
+        );
         tasks.spawn(async move { (format!("{stage} partitions"), share.await) });
         Ok(())
     }
@@ -330,6 +341,7 @@ impl Generation {
         let pools = Pools::new(pool.clone());
         let shared = Shared {
             settings: settings.clone(),
+            pool: pool.clone(),
             connection: connection.clone(),
             topology: topology.clone(),
             pools,

@@ -175,7 +175,8 @@ fn free_local_address() -> anyhow::Result<String> {
     Ok(listener.local_addr()?.to_string())
 }
 
-/// Whether every stage queue has the consumers `processes` workers start.
+/// Whether every stage queue has the consumers `processes` workers start: with partitions,
+/// every process is a member of each stage and every partition has its worker.
 async fn all_consuming(
     settings: &Settings,
     topology: &Topology,
@@ -183,11 +184,22 @@ async fn all_consuming(
     processes: usize,
 ) -> bool {
     for stage in StageName::ALL {
-        let expected = processes * settings.amqp.consumers.of(stage);
-        match topology.counts(channel, &topology.stage_queue(stage)).await {
-            Ok(counts) if counts.consumers as usize >= expected => {}
-            // Not declared yet, or not every consumer is there yet.
-            _ => return false,
+        let mut wanted = vec![(
+            topology.stage_queue(stage),
+            processes * settings.amqp.consumers.of(stage),
+        )];
+        if topology.partitions() > 1 {
+            wanted = vec![(topology.members_queue(stage), processes)];
+            wanted.extend(
+                (0..topology.partitions()).map(|k| (topology.partition_queue(stage, k), 1)),
+            );
+        }
+        for (queue, expected) in wanted {
+            match topology.counts(channel, &queue).await {
+                Ok(counts) if counts.consumers as usize >= expected => {}
+                // Not declared yet, or not every consumer is there yet.
+                _ => return false,
+            }
         }
     }
     true

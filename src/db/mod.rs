@@ -12,6 +12,7 @@ pub mod inbox;
 pub mod orders;
 pub mod outbox;
 pub mod overview;
+pub mod partitions;
 pub mod records;
 pub mod reference;
 pub mod review;
