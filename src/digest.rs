@@ -1,5 +1,6 @@
 //! SHA-256 fingerprints as lower-case hex: document hashes, bearer-token hashes, and the inbox key
-//! of a message that has no id.
+//! of a message that has no id; and FNV-1a, the cheap stable hash that places an order in a
+//! partition and names a partition's lock.
 
 use sha2::{Digest, Sha256};
 
@@ -16,6 +17,16 @@ pub fn sha256(bytes: &[u8]) -> Vec<u8> {
 /// Bytes as lower-case hex digits.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// FNV-1a (64 bits) of `bytes`: stable across processes, builds and restarts.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
 }
 
 #[cfg(test)]

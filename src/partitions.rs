@@ -48,11 +48,7 @@ const ROUTER_BATCH: usize = 256;
 /// The partition, of `partitions`, of an order (FNV-1a of its id: stable across processes,
 /// versions and restarts).
 pub fn partition_of(order_key: &str, partitions: u16) -> u16 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in order_key.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
+    let hash = crate::digest::fnv1a64(order_key.as_bytes());
     (hash % u64::from(partitions.max(1))) as u16
 }
 

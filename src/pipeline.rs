@@ -196,34 +196,6 @@ impl Supervision {
     }
 }
 
-/// A worker for `stage` on `connection`, with its consumer of `queue` (the stage's queue, or
-/// one of its partitions).
-async fn stage_worker(
-    settings: &Settings,
-    connection: &Connection,
-    topology: &Topology,
-    pools: &Pools,
-    options: &PipelineOptions,
-    stage: StageName,
-    queue: &str,
-) -> anyhow::Result<(Worker, InboundStream)> {
-    let stream = InboundStream::open(connection, queue, settings.amqp.prefetch).await?;
-    let publisher = Publisher::open(connection, topology)
-        .await
-        .context("opening a publisher")?;
-    let policy = FailurePolicy {
-        retry: settings.retry.clone(),
-        delay_queue: topology.retry_queue(stage),
-        max_message_bytes: settings.amqp.max_message_bytes,
-        batch_size: settings.amqp.batch_size,
-        batch_linger: Duration::from_millis(settings.amqp.batch_linger_ms),
-        default_terms: settings.stages.default_delivery_terms.clone(),
-    };
-    let stage_impl = crate::stages::build(stage, &settings.stages);
-    let worker = Worker::new(stage_impl, pools, publisher, options.faults.clone(), policy);
-    Ok((worker, stream))
-}
-
 /// What a generation's stage workers are started with.
 #[derive(Clone)]
 struct Shared {
@@ -239,23 +211,30 @@ struct Shared {
 type Tasks = JoinSet<(String, anyhow::Result<()>)>;
 
 impl Shared {
-    /// A worker of `stage` consuming `queue`, running until `token` is cancelled.
+    /// A worker of `stage` consuming `queue` (the stage's queue, or one of its partitions),
+    /// running until `token` is cancelled.
     async fn worker(
         &self,
         stage: StageName,
         queue: &str,
         token: CancellationToken,
     ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + use<>> {
-        let (worker, stream) = stage_worker(
-            &self.settings,
-            &self.connection,
-            &self.topology,
-            &self.pools,
-            &self.options,
-            stage,
-            queue,
-        )
-        .await?;
+        let settings = &self.settings;
+        let stream = InboundStream::open(&self.connection, queue, settings.amqp.prefetch).await?;
+        let publisher = Publisher::open(&self.connection, &self.topology)
+            .await
+            .context("opening a publisher")?;
+        let policy = FailurePolicy {
+            retry: settings.retry.clone(),
+            delay_queue: self.topology.retry_queue(stage),
+            max_message_bytes: settings.amqp.max_message_bytes,
+            batch_size: settings.amqp.batch_size,
+            batch_linger: Duration::from_millis(settings.amqp.batch_linger_ms),
+            default_terms: settings.stages.default_delivery_terms.clone(),
+        };
+        let stage_impl = crate::stages::build(stage, &settings.stages);
+        let faults = self.options.faults.clone();
+        let worker = Worker::new(stage_impl, &self.pools, publisher, faults, policy);
         Ok(async move {
             worker.run(stream, token).await.map_err(|e| match e {
                 WorkerError::Failed(e) => e,

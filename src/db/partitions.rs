@@ -6,11 +6,7 @@ use sqlx::PgConnection;
 
 /// The lock's two keys for partition `k` of the queue `stage_queue` (namespace and stage).
 pub fn lock_key(stage_queue: &str, k: u16) -> (i32, i32) {
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in stage_queue.bytes() {
-        hash ^= u32::from(byte);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
+    let hash = crate::digest::fnv1a64(stage_queue.as_bytes());
     (hash as i32, i32::from(k))
 }
 
